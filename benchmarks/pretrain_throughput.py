@@ -1,0 +1,226 @@
+"""Pretraining throughput: our ``MS2L`` step against a step written the way the reference code works.
+
+Usage::
+
+    python benchmarks/pretrain_throughput.py [--device cpu|cuda] [--batch-size 64] [--steps 5] [--warmup 1]
+                                             [--hidden 600] [--threads N] [--frames 300]
+
+Both steps do the same work per batch (three views, the three MS²L losses, backward, per-module gradient
+clipping to 10, one Adam step) on the same model sizes (REFERENCE.md §1: T = 300, F = 150, BiGRU 2 × 300,
+decoder GRU 2 × 600, MLP heads 2048). Valid lengths are drawn like NTU's, ``clip(normal(90, 35), 20, 300)``.
+
+The reference-style step differs only in *how*: the jigsaw view is built by a per-sample Python loop on
+the CPU (:func:`ms2l_ray.augment.reference_jigsaw_loop`), the views are made on the CPU and copied to the
+device, the GRUs run over all ``T`` padded frames, and the three views go through the encoder one by one.
+A second table times the augmentations alone (vectorised vs per-sample loops).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from ms2l_ray.augment import reference_jigsaw_loop, temporal_jigsaw, temporal_mask
+from ms2l_ray.config import ModelConfig, TaskConfig
+from ms2l_ray.contract import valid_mask
+from ms2l_ray.losses import contrastive_loss
+from ms2l_ray.model import MS2L, MLPHead, build_ms2l, init_weights
+
+NUM_FEATURES = 150  # NTU: 2 persons × 25 joints × 3 coords
+PERSONS, JOINTS, COORDS = 2, 25, 3
+SEG_NUM, MASK_RATIO, TAU, CLIP = 3, 0.3, 0.9, 10.0
+
+
+def ntu_like_batch(n: int, t_max: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random clips with NTU-like valid lengths, zero-padded per the contract. Shape: ``[N, T, 150]``, ``[N]``."""
+    rng = np.random.default_rng(seed)
+    lengths = torch.from_numpy(np.clip(rng.normal(90, 35, n), 20, t_max).astype(np.int64))
+    x = torch.from_numpy(rng.standard_normal((n, t_max, NUM_FEATURES)).astype(np.float32))
+    return x * valid_mask(lengths, t_max).unsqueeze(-1), lengths
+
+
+# ---- the reference-style step ----------------------------------------------------------------------------
+
+def ref_mask_empty_frame(x: torch.Tensor, frame: torch.Tensor) -> torch.Tensor:
+    """Reference ``mask_empty_frame``: a float mask repeated to the full feature size."""
+    n, t, f = x.shape
+    idx = torch.arange(t, device=x.device).expand(n, t)  # [N, T]
+    mask = (idx < frame.view(n, 1).repeat(1, t)).float().view(n, t, 1).repeat(1, 1, f)  # [N, T, F]
+    return x * mask
+
+
+def ref_mask_mean(x: torch.Tensor, frame: torch.Tensor) -> torch.Tensor:
+    """Reference ``mask_mean``."""
+    return ref_mask_empty_frame(x, frame).sum(1) / (frame.view(-1, 1).float() + 0.01)  # [N, D]
+
+
+def ref_temporal_mask(data: torch.Tensor, frame: torch.Tensor) -> torch.Tensor:
+    """Reference ``TemporalMask``: a mask materialised at ``[N, T, M, V, C]`` by ``repeat``."""
+    n, t, f = data.shape
+    data = data.view(n, t, PERSONS, JOINTS, COORDS)  # [N, T, M, V, C]
+    mask_idx = (frame * (1 - MASK_RATIO)).reshape(n, 1, 1, 1, 1).repeat(1, t, PERSONS, JOINTS, COORDS)
+    frame_idx = torch.arange(t).reshape(1, t, 1, 1, 1).repeat(n, 1, PERSONS, JOINTS, COORDS)
+    return (data * (frame_idx < mask_idx).float()).view(n, t, f)  # [N, T, F]
+
+
+class ReferenceStyleMS2L(nn.Module):
+    """The reference ``Encoder``/``Decoder``/``Projector`` modules: plain GRUs over all padded frames."""
+
+    def __init__(self, hidden: int, head_hidden: int = 2048, proj_dim: int = 1024) -> None:
+        super().__init__()
+        self.encoder = nn.GRU(NUM_FEATURES, hidden // 2, num_layers=2, batch_first=True, bidirectional=True)
+        self.decoder = nn.GRU(hidden, hidden, num_layers=2, batch_first=True)
+        self.reconstruction = nn.Linear(hidden, NUM_FEATURES)
+        self.jigsaw_head = MLPHead(hidden, head_hidden, 6)
+        self.projector = MLPHead(hidden, head_hidden, proj_dim)
+        self.encoder.apply(init_weights)
+
+    def step_loss(self, data: torch.Tensor, frame: torch.Tensor, device: torch.device,
+                  generator: torch.Generator) -> torch.Tensor:
+        """``MS2LProcessor.train_epoch`` body: CPU augmentations, copy, three encoder calls, three losses."""
+        data_mask = ref_temporal_mask(data, frame)
+        data_jigs, label_jigs = reference_jigsaw_loop(data, frame, SEG_NUM, generator)
+        data, frame = data.to(device), frame.to(device)
+        data_mask, data_jigs, label_jigs = data_mask.to(device), data_jigs.to(device), label_jigs.to(device)
+        feat, _ = self.encoder(data)  # [N, T, H] each, over all T frames
+        feat_mask, _ = self.encoder(data_mask)
+        feat_jigs, _ = self.encoder(data_jigs)
+        predict = ref_mask_empty_frame(self.reconstruction(self.decoder(feat_mask)[0]), frame)
+        mse = nn.functional.mse_loss(predict, data)
+        jig = nn.functional.cross_entropy(self.jigsaw_head(ref_mask_mean(feat_jigs, frame)), label_jigs)
+        views = [self.projector(ref_mask_mean(f, frame)) for f in (feat, feat_mask, feat_jigs)]
+        ctr, _ = contrastive_loss(views, TAU)
+        return mse + jig + ctr
+
+    def clip_groups(self) -> list[list[nn.Parameter]]:
+        enc = list(self.encoder.parameters())
+        dec = list(self.decoder.parameters()) + list(self.reconstruction.parameters())
+        return [enc, dec, list(self.jigsaw_head.parameters()), list(self.projector.parameters())]
+
+
+# ---- timing ----------------------------------------------------------------------------------------------
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_steps(step: Callable[[], None], steps: int, warmup: int, device: torch.device) -> float:
+    """Seconds per call of ``step`` after ``warmup`` untimed calls."""
+    for _ in range(warmup):
+        step()
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    sync(device)
+    return (time.perf_counter() - start) / steps
+
+
+def train_step(loss_fn: Callable[[], torch.Tensor], opt: torch.optim.Optimizer,
+               groups: list[list[nn.Parameter]]) -> None:
+    loss = loss_fn()
+    opt.zero_grad(set_to_none=True)
+    loss.backward()  # type: ignore[no-untyped-call]
+    for params in groups:  # the reference clips each module separately
+        nn.utils.clip_grad_norm_(params, CLIP)
+    opt.step()
+
+
+def ms2l_groups(model: MS2L) -> list[list[nn.Parameter]]:
+    parts = [model.encoder, model.motion_decoder, model.jigsaw_head, model.projector]
+    return [list(p.parameters()) for p in parts if p is not None]
+
+
+def pretrain_table(args: argparse.Namespace, device: torch.device) -> list[str]:
+    x_cpu, len_cpu = ntu_like_batch(args.batch_size, args.frames, args.seed)
+    gen = torch.Generator().manual_seed(args.seed)
+    torch.manual_seed(args.seed)
+    cfg = ModelConfig(hidden_size=args.hidden)
+    ours = build_ms2l(cfg, TaskConfig(), NUM_FEATURES).to(device).train()
+    ours_opt = torch.optim.Adam(ours.parameters(), lr=1e-3)
+
+    def ours_loss() -> torch.Tensor:
+        return ours(x_cpu.to(device), len_cpu.to(device), gen).loss
+
+    ref = ReferenceStyleMS2L(args.hidden, cfg.head_hidden, cfg.proj_dim).to(device).train()
+    ref_opt = torch.optim.Adam(ref.parameters(), lr=1e-3)
+
+    def ref_loss() -> torch.Tensor:
+        return ref.step_loss(x_cpu, len_cpu, device, gen)
+
+    rows = []
+    timings = {}
+    for name, fn, opt, groups in (("reference-style step", ref_loss, ref_opt, ref.clip_groups()),
+                                  ("MS2L step (ours)", ours_loss, ours_opt, ms2l_groups(ours))):
+        timings[name] = time_steps(lambda f=fn, o=opt, g=groups: train_step(f, o, g),  # type: ignore[misc]
+                                   args.steps, args.warmup, device)
+    base = timings["reference-style step"]
+    for name, sec in timings.items():
+        rows.append(f"| {name} | {sec * 1000:.0f} | {args.batch_size / sec:.1f} | {base / sec:.2f}× |")
+    return ["| pretraining step | ms / step | sequences / s | speed-up |", "|---|---:|---:|---:|", *rows]
+
+
+def mask_loop(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Per-sample loop version of the temporal mask (the shape of the jigsaw loop, for comparison)."""
+    out = torch.zeros_like(x)
+    for i in range(x.shape[0]):
+        keep = int(np.ceil(float(lengths[i]) * (1 - MASK_RATIO)))
+        out[i, :keep] = x[i, :keep]
+    return out
+
+
+def augment_table(args: argparse.Namespace, device: torch.device) -> list[str]:
+    n = args.aug_batch_size
+    x_cpu, len_cpu = ntu_like_batch(n, args.frames, args.seed + 1)
+    x, lengths = x_cpu.to(device), len_cpu.to(device)
+    gen = torch.Generator().manual_seed(args.seed)
+    cases: list[tuple[str, Callable[[], object], torch.device]] = [
+        ("jigsaw, per-sample loop (reference, CPU)", lambda: reference_jigsaw_loop(x_cpu, len_cpu, SEG_NUM, gen),
+         torch.device("cpu")),
+        (f"jigsaw, vectorised ({device.type})", lambda: temporal_jigsaw(x, lengths, SEG_NUM, gen), device),
+        ("mask, per-sample loop (CPU)", lambda: mask_loop(x_cpu, len_cpu), torch.device("cpu")),
+        ("mask, reference 5-D repeat (CPU)", lambda: ref_temporal_mask(x_cpu, len_cpu), torch.device("cpu")),
+        (f"mask, vectorised ({device.type})", lambda: temporal_mask(x, lengths, MASK_RATIO), device),
+    ]
+    timings = {name: time_steps(fn, args.aug_steps, 2, dev) for name, fn, dev in cases}
+    rows = ["| augmentation (batch " + str(n) + ") | ms / batch | sequences / s | speed-up vs loop |",
+            "|---|---:|---:|---:|"]
+    for name, sec in timings.items():
+        base = timings[next(k for k in timings if k.split(",")[0] == name.split(",")[0])]
+        rows.append(f"| {name} | {sec * 1000:.2f} | {n / sec:,.0f} | {base / sec:.1f}× |")
+    return rows
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--steps", type=int, default=5, help="timed training steps per variant")
+    p.add_argument("--warmup", type=int, default=1, help="untimed steps before timing")
+    p.add_argument("--hidden", type=int, default=600, help="encoder width (reference 600)")
+    p.add_argument("--frames", type=int, default=300, help="T, the padded length (reference 300)")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--aug-batch-size", type=int, default=256, help="batch of the augmentation table")
+    p.add_argument("--aug-steps", type=int, default=20)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--skip-pretrain", action="store_true", help="only the augmentation table")
+    args = p.parse_args()
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    print(f"device: {name}; torch {torch.__version__}; T={args.frames}, F={NUM_FEATURES}, hidden={args.hidden}, "
+          f"batch={args.batch_size}, steps={args.steps} (+{args.warmup} warm-up)\n")
+    if not args.skip_pretrain:
+        print("\n".join(pretrain_table(args, device)) + "\n")
+    print("\n".join(augment_table(args, device)))
+
+
+if __name__ == "__main__":
+    main()

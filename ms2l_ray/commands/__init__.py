@@ -1,0 +1,1 @@
+"""Command-line commands, one module per group; ``ms2l_ray.cli`` assembles them."""

@@ -1,0 +1,56 @@
+"""Options shared by the training commands and the config they resolve to.
+
+Scripts drive these spellings (issue: scriptable CLI), so they are kept stable:
+``--preset``, ``--config``, ``--set key=value``, ``--seed``, ``--dataset``, ``--json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from ms2l_ray.config import PRESETS, Config, load_config
+
+
+def add_config_options(p: argparse.ArgumentParser, default_preset: str = "small") -> None:
+    p.add_argument("--preset", default=default_preset, choices=sorted(PRESETS), help="named preset (default: %(default)s)")
+    p.add_argument("--config", type=Path, default=None, help="YAML file with config deltas on top of the preset")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any config field, e.g. --set tasks.temperature=0.5 (repeatable)")
+    p.add_argument("--seed", type=int, default=None, help="experiment seed (same as --set seed=N)")
+    p.add_argument("--dataset", default=None, help="'builtin' or an Arrow store from `ms2l data prepare`")
+    p.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:1 … (same as --set device=...)")
+    p.add_argument("--json", dest="json_out", type=Path, default=None, help="write the final metrics to this file")
+
+
+def resolve_config(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> Config:
+    """Preset → --config → command-specific deltas → --seed/--dataset/--device → --set."""
+    delta: dict[str, Any] = dict(extra or {})
+    if args.seed is not None:
+        delta["seed"] = args.seed
+    if args.dataset is not None:
+        delta.setdefault("data", {})["dataset"] = args.dataset
+    if args.device is not None:
+        delta["device"] = args.device
+    return load_config(args.preset, args.config, args.overrides, delta)
+
+
+def write_json(path: Path | None, payload: dict[str, Any]) -> None:
+    """Write metrics as JSON (NaN → null), atomically, so a reader never sees half a file."""
+    if path is None:
+        return
+
+    def clean(v: Any) -> Any:
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        return v
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(clean(payload), indent=2, sort_keys=True))
+    tmp.replace(path)

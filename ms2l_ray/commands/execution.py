@@ -1,0 +1,53 @@
+"""Options that say *where* jobs run and *where* runs are recorded (shared by every job command)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from ms2l_ray.distributed.spec import Resources
+from ms2l_ray.orchestrate import Execution, Tracking
+
+
+def add_execution_options(p: argparse.ArgumentParser, engines: bool = True, workers: bool = True) -> None:
+    if engines:
+        p.add_argument("--engine", choices=("ray", "local"), default="ray",
+                       help="ray: a Ray Train TorchTrainer (default); local: the plain loop in this process, untracked")
+    if workers:
+        p.add_argument("--workers", type=int, default=1, help="Ray Train workers (DDP) per job")
+        p.add_argument("--cpus-per-worker", type=float, default=1.0)
+        p.add_argument("--gpus-per-worker", type=float, default=0.0, help="> 0 trains on GPUs (NCCL)")
+        p.add_argument("--max-failures", type=int, default=2, help="worker failures a job recovers from")
+    p.add_argument("--storage-path", default=None, help="Ray storage for checkpoints (default ./ray_results)")
+    p.add_argument("--tracking-uri", default=None,
+                   help="MLflow tracking URI (default $MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db)")
+    p.add_argument("--experiment", default="ms2l", help="MLflow experiment name")
+    p.add_argument("--no-tracking", action="store_true", help="do not record runs in MLflow")
+    p.add_argument("--address", default=None, help="Ray cluster address (default $RAY_ADDRESS, else a local instance)")
+
+
+def tracking_from_args(args: argparse.Namespace) -> Tracking | None:
+    """Resolve and probe the tracking store *before* any compute is spent."""
+    if args.no_tracking:
+        return None
+    from ms2l_ray.tracking.store import check_reachable, resolve_tracking_uri
+
+    uri = resolve_tracking_uri(args.tracking_uri)
+    check_reachable(uri)
+    return Tracking(uri=uri, experiment=args.experiment)
+
+
+def execution_from_args(args: argparse.Namespace, **extra: Any) -> Execution:
+    storage = args.storage_path
+    if storage is not None and "://" not in storage:
+        from pathlib import Path
+
+        storage = str(Path(storage).resolve())
+    return Execution(resources=Resources(args.workers, args.cpus_per_worker, args.gpus_per_worker),
+                     storage_path=storage, max_failures=args.max_failures, **extra)
+
+
+def start_ray(args: argparse.Namespace) -> None:
+    from ms2l_ray.distributed.cluster import ensure_ray
+
+    ensure_ray(args.address)

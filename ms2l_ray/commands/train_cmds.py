@@ -1,0 +1,166 @@
+"""``ms2l pretrain``, ``ms2l evaluate``, ``ms2l run`` and ``ms2l rerun``."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+from ms2l_ray.commands.common import add_config_options, resolve_config, write_json
+from ms2l_ray.commands.execution import add_execution_options, execution_from_args, start_ray, tracking_from_args
+from ms2l_ray.config import STRATEGIES, Config, from_dict
+
+EVAL_KEYS = ("val_top1", "val_top5", "test_top1", "test_top5")
+
+
+def _print_eval(label: str, metrics: dict[str, Any]) -> None:
+    print(f"[{label}] " + " ".join(f"{k}={metrics[k]:.2f}" for k in EVAL_KEYS if k in metrics))
+
+
+def _pretrain(args: argparse.Namespace) -> int:
+    t0 = time.perf_counter()
+    if args.engine == "local":
+        from ms2l_ray.jobs import pretrain_summary, run_pretrain
+
+        cfg = resolve_config(args)
+        summary = pretrain_summary(run_pretrain(cfg, args.out))
+    else:
+        from ms2l_ray.orchestrate import read_job_record, tracked_pretrain
+
+        execution = execution_from_args(args)
+        existing = None
+        if args.resume:
+            record = read_job_record(execution.storage_path, args.resume)
+            cfg, name, existing = from_dict(record["config"]), args.resume, record.get("run_id")
+            out = Path(record["out_dir"])
+        else:
+            cfg, name, out = resolve_config(args), args.name or f"pretrain-{time.strftime('%Y%m%d-%H%M%S')}", args.out
+        if out is None:
+            raise ValueError("--out is required (unless --resume)")
+        tracking = tracking_from_args(args)
+        start_ray(args)
+        print(f"[pretrain] run name {name} (resume with --resume {name})")
+        outcome, run = tracked_pretrain(cfg, name=name, out_dir=out, tracking=tracking, execution=execution,
+                                        existing_run_id=existing)
+        summary = dict(outcome.metrics)
+        if run is not None:
+            summary["mlflow_run_id"] = run.run_id  # type: ignore[assignment]
+        args.out = out
+    summary["wall_time_s"] = time.perf_counter() - t0
+    print(f"pretrained encoder written to {args.out} in {summary['wall_time_s']:.1f}s")
+    write_json(args.json_out, summary)
+    return 0
+
+
+def _eval_config(args: argparse.Namespace) -> Config:
+    extra: dict[str, Any] = {"evaluation": {"strategy": args.strategy}}
+    if args.label_fraction is not None:
+        extra["evaluation"]["label_fraction"] = args.label_fraction
+    return resolve_config(args, extra)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from ms2l_ray.jobs import fetch_encoder, resolve_encoder
+
+    cfg = _eval_config(args)
+    t0 = time.perf_counter()
+    tracking = None if args.engine == "local" else tracking_from_args(args)
+    encoder_dir = fetch_encoder(args.encoder, tracking.uri if tracking else args.tracking_uri)
+    model, cfg = resolve_encoder(encoder_dir or "random", cfg)
+    if args.engine == "local":
+        from ms2l_ray.jobs import run_evaluate
+
+        metrics = dict(run_evaluate(cfg, model).metrics)
+    else:
+        from ms2l_ray.orchestrate import tracked_evaluate
+
+        start_ray(args)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        name = args.name or f"evaluate-{args.strategy}-{stamp}"
+        out = args.out or Path("outputs") / name
+        outcome, run = tracked_evaluate(cfg, encoder=encoder_dir, name=name, out_dir=out, tracking=tracking,
+                                        execution=execution_from_args(args), tags={"encoder_source": args.encoder})
+        metrics = dict(outcome.metrics)
+        if run is not None:
+            metrics["mlflow_run_id"] = run.run_id
+    metrics["wall_time_s"] = time.perf_counter() - t0
+    _print_eval(args.strategy, metrics)
+    write_json(args.json_out, metrics)
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from ms2l_ray.config import load_config, merge_deltas
+    from ms2l_ray.pipeline import load_experiment, run_pipeline
+
+    exp = load_experiment(args.experiment_file)
+    delta: dict[str, Any] = {}
+    if args.seed is not None:
+        delta["seed"] = args.seed
+    if args.dataset is not None:
+        delta["data"] = {"dataset": args.dataset}
+    cfg = load_config(args.preset or exp.preset, None, args.overrides, merge_deltas(exp.config, delta))
+    tracking = tracking_from_args(args)
+    start_ray(args)
+    t0 = time.perf_counter()
+    out_root = args.out or Path("outputs") / f"{exp.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    result = run_pipeline(cfg, exp.evaluations, name=exp.name, out_root=out_root, tracking=tracking,
+                          execution=execution_from_args(args))
+    for label, m in result.evaluations.items():
+        _print_eval(label, m)
+    payload = {"pretrain": result.pretrain, "evaluations": result.evaluations, "parent_run_id": result.parent_run_id,
+               "wall_time_s": time.perf_counter() - t0}
+    write_json(args.json_out, payload)
+    return 0
+
+
+def _rerun(args: argparse.Namespace) -> int:
+    from ms2l_ray.rerun import rerun
+
+    tracking = tracking_from_args(args)
+    if tracking is None:
+        raise ValueError("rerun reads the run from MLflow; drop --no-tracking")
+    start_ray(args)
+    metrics = rerun(args.run_id, tracking=tracking, execution=execution_from_args(args), out=args.out)
+    write_json(args.json_out, metrics)
+    return 0
+
+
+def add_train_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("pretrain", help="MS²L self-supervised pretraining; writes the encoder and its config")
+    add_config_options(p)
+    add_execution_options(p)
+    p.add_argument("--out", type=Path, default=None, help="directory for encoder.pt and config.yaml")
+    p.add_argument("--name", default=None, help="run name (Ray storage folder and MLflow run name)")
+    p.add_argument("--resume", default=None, metavar="RUN", help="continue the interrupted run named RUN")
+    p.set_defaults(func=_pretrain)
+
+    e = sub.add_parser("evaluate", help="evaluate an encoder with one of the paper's strategies")
+    add_config_options(e)
+    add_execution_options(e)
+    e.add_argument("--strategy", choices=STRATEGIES, default="linear")
+    e.add_argument("--encoder", default="random",
+                   help="directory from `ms2l pretrain --out`, an MLflow URI (runs:/<id>/encoder), or 'random'")
+    e.add_argument("--label-fraction", type=float, default=None, help="fraction of training labels (semi)")
+    e.add_argument("--out", type=Path, default=None, help="directory for metrics, history, confusion matrix")
+    e.add_argument("--name", default=None, help="run name")
+    e.set_defaults(func=_evaluate)
+
+    r = sub.add_parser("run", help="pretrain, then the experiment file's evaluations, under one MLflow parent run")
+    r.add_argument("experiment_file", type=Path)
+    r.add_argument("--preset", default=None, help="override the file's preset")
+    r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    r.add_argument("--seed", type=int, default=None)
+    r.add_argument("--dataset", default=None)
+    r.add_argument("--out", type=Path, default=None)
+    r.add_argument("--json", dest="json_out", type=Path, default=None)
+    add_execution_options(r, engines=False)
+    r.set_defaults(func=_run)
+
+    q = sub.add_parser("rerun", help="rebuild a logged run's exact config from MLflow and run it again")
+    q.add_argument("run_id")
+    q.add_argument("--out", type=Path, default=None)
+    q.add_argument("--json", dest="json_out", type=Path, default=None)
+    add_execution_options(q, engines=False)
+    q.set_defaults(func=_rerun)

@@ -1,0 +1,314 @@
+"""Typed configuration: dataclasses with every default in one place, validated at the edge.
+
+YAML files and ``--set key=value`` overrides hold only deltas on top of a named preset. Unknown keys,
+wrong types and out-of-range values raise :class:`ConfigError` naming the dotted key, and every problem
+is reported at once (torchtune's config validation habit, STYLE.md). Defaults are the reference
+settings of REFERENCE.md §1 (the ``paper`` preset); ``smoke`` and ``small`` shrink them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A bad configuration; the message names every offending dotted key."""
+
+
+@dataclass
+class ModelConfig:
+    """Encoder and heads (paper §3, reference ``model.py``)."""
+
+    hidden_size: int = 600  # total GRU width; bidirectional → hidden_size // 2 per direction
+    num_layers: int = 2  # encoder GRU layers
+    bidirectional: bool = True  # the reference encoder is a BiGRU
+    decoder_layers: int = 2  # motion-prediction decoder GRU layers (unidirectional)
+    head_hidden: int = 2048  # hidden width of the jigsaw head and the contrastive projector
+    proj_dim: int = 1024  # contrastive projection size
+    dropout: float = 0.0  # between GRU layers; the reference uses none
+
+
+@dataclass
+class TaskConfig:
+    """The three self-supervised tasks (paper §3.2–3.4). A weight of 0 switches a task off and skips its compute."""
+
+    motion_weight: float = 1.0
+    jigsaw_weight: float = 1.0
+    contrastive_weight: float = 1.0
+    mask_ratio: float = 0.3  # fraction of each valid length hidden from the motion-prediction view
+    jigsaw_segments: int = 3  # seg_num; seg_num! permutation classes
+    temperature: float = 0.9  # contrastive τ (reference value)
+
+
+@dataclass
+class OptimConfig:
+    """Adam + StepLR + per-module gradient clipping, as the reference ``procedure.py``."""
+
+    epochs: int = 60
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    step_size: int = 30  # StepLR step, in epochs
+    gamma: float = 0.1  # StepLR decay
+    grad_clip: float = 10.0  # max gradient norm per module; 0 disables
+
+
+@dataclass
+class DataConfig:
+    """Where sequences come from and how they are split (REFERENCE.md §3)."""
+
+    dataset: str = "builtin"  # "builtin" (procedural NTU-layout generator) or a path to an Arrow store
+    split: str = "ntu60-xsub"  # ms2l_ray.data.splits names; the builtin set has NTU-style subjects and cameras
+    max_frames: int = 300  # T; longer sequences are resampled to T frames
+    val_fraction: float = 0.05  # held out from the training side for model selection (train_clip 0.95)
+    builtin_sequences: int = 10000  # size of the built-in dataset
+    builtin_seed: int = 0  # the built-in dataset is a pure function of this seed
+    limit: int = 0  # if > 0, keep only the first `limit` samples of each split part (smoke runs)
+
+
+@dataclass
+class EvalConfig:
+    """A downstream evaluation (paper §4.3): the strategy and its own optimiser settings."""
+
+    strategy: str = "linear"  # one of STRATEGIES
+    label_fraction: float = 1.0  # fraction of training labels used (semi-supervised: 0.01, 0.1, ...)
+    knn_k: int = 20  # neighbours for the KNN evaluation
+    knn_temperature: float = 0.07  # weighted-vote temperature for KNN
+    optim: OptimConfig = field(default_factory=OptimConfig)
+
+
+STRATEGIES = ("linear", "finetune", "semi", "supervised", "joint", "pretrain_joint", "knn")
+
+
+@dataclass
+class Config:
+    """One experiment: data, model, tasks, pretraining and evaluation settings."""
+
+    seed: int = 0
+    device: str = "auto"  # "auto" (cuda if present), "cpu", "cuda", "cuda:1", ...
+    log_every: int = 50  # steps between progress lines
+    knn_every: int = 0  # epochs between KNN probes on validation features during pretraining (0 = last epoch only)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    tasks: TaskConfig = field(default_factory=TaskConfig)
+    pretrain: OptimConfig = field(default_factory=OptimConfig)
+    evaluation: EvalConfig = field(default_factory=EvalConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # REFERENCE.md §1: the reference settings (all defaults).
+    "paper": {},
+    # A laptop run of a few minutes on 2 cores.
+    "small": {
+        "model": {"hidden_size": 128, "head_hidden": 256, "proj_dim": 128},
+        "pretrain": {"epochs": 12, "batch_size": 128, "step_size": 8},
+        "evaluation": {"optim": {"epochs": 10, "batch_size": 128, "step_size": 8, "lr": 3e-3}},
+        "data": {"max_frames": 64, "builtin_sequences": 3000},
+        "log_every": 20,
+    },
+    # Seconds, for tests.
+    "smoke": {
+        "model": {"hidden_size": 16, "num_layers": 1, "decoder_layers": 1, "head_hidden": 32, "proj_dim": 16},
+        "pretrain": {"epochs": 2, "batch_size": 16, "step_size": 1},
+        "evaluation": {"optim": {"epochs": 2, "batch_size": 16, "step_size": 1}, "knn_k": 5},
+        "data": {"max_frames": 24, "builtin_sequences": 240, "val_fraction": 0.1},
+        "log_every": 1000,
+    },
+}
+
+
+def _path_errors(value: Any, tp: Any, key: str) -> list[str]:
+    """Type errors of a leaf value against its annotation (int accepted where float is expected)."""
+    if tp is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif tp is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif tp is bool:
+        ok = isinstance(value, bool)
+    elif tp is str:
+        ok = isinstance(value, str)
+    else:  # pragma: no cover - only the types above are used
+        ok = True
+    return [] if ok else [f"{key}: expected {tp.__name__}, got {type(value).__name__} {value!r}"]
+
+
+def _merge(obj: Any, delta: dict[str, Any], prefix: str, errors: list[str]) -> Any:
+    """Return a copy of dataclass ``obj`` with ``delta`` applied; collect problems in ``errors``."""
+    if not isinstance(delta, dict):
+        errors.append(f"{prefix.rstrip('.') or '<root>'}: expected a mapping, got {type(delta).__name__} {delta!r}")
+        return obj
+    hints = typing.get_type_hints(type(obj))
+    names = {f.name for f in dataclasses.fields(obj)}
+    changes: dict[str, Any] = {}
+    for key, value in delta.items():
+        dotted = f"{prefix}{key}"
+        if key not in names:
+            errors.append(f"{dotted}: unknown key; known keys here: {sorted(names)}")
+            continue
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            changes[key] = _merge(current, value, dotted + ".", errors)
+        else:
+            tp = hints[key]
+            if isinstance(tp, types.UnionType):  # pragma: no cover - no unions in the schema yet
+                tp = typing.get_args(tp)[0]
+            found = _path_errors(value, tp, dotted)
+            errors.extend(found)
+            if not found:
+                changes[key] = float(value) if tp is float else value
+    return dataclasses.replace(obj, **changes)
+
+
+def _range_errors(cfg: Config) -> list[str]:
+    """Out-of-range values, each named by its dotted key."""
+    e: list[str] = []
+
+    def need(cond: bool, key: str, value: Any, what: str) -> None:
+        if not cond:
+            e.append(f"{key}: {what}, got {value!r}")
+
+    t = cfg.tasks
+    for name in ("motion_weight", "jigsaw_weight", "contrastive_weight"):
+        need(getattr(t, name) >= 0, f"tasks.{name}", getattr(t, name), "must be >= 0")
+    need(t.motion_weight + t.jigsaw_weight + t.contrastive_weight > 0, "tasks.*_weight",
+         (t.motion_weight, t.jigsaw_weight, t.contrastive_weight), "at least one task weight must be > 0")
+    need(t.temperature > 0, "tasks.temperature", t.temperature, "must be > 0")
+    need(2 <= t.jigsaw_segments <= 5, "tasks.jigsaw_segments", t.jigsaw_segments, "must be in 2..5")
+    need(0 < t.mask_ratio < 1, "tasks.mask_ratio", t.mask_ratio, "must be in (0, 1)")
+    m = cfg.model
+    need(m.hidden_size >= 2 and (not m.bidirectional or m.hidden_size % 2 == 0), "model.hidden_size",
+         m.hidden_size, "must be >= 2 (and even when bidirectional)")
+    for name in ("num_layers", "decoder_layers", "head_hidden", "proj_dim"):
+        need(getattr(m, name) >= 1, f"model.{name}", getattr(m, name), "must be >= 1")
+    need(0 <= m.dropout < 1, "model.dropout", m.dropout, "must be in [0, 1)")
+    for prefix, o in (("pretrain", cfg.pretrain), ("evaluation.optim", cfg.evaluation.optim)):
+        need(o.epochs >= 1, f"{prefix}.epochs", o.epochs, "must be >= 1")
+        need(o.batch_size >= 2, f"{prefix}.batch_size", o.batch_size, "must be >= 2 (BatchNorm heads)")
+        need(o.lr > 0, f"{prefix}.lr", o.lr, "must be > 0")
+        need(o.weight_decay >= 0, f"{prefix}.weight_decay", o.weight_decay, "must be >= 0")
+        need(o.step_size >= 1, f"{prefix}.step_size", o.step_size, "must be >= 1")
+        need(0 < o.gamma <= 1, f"{prefix}.gamma", o.gamma, "must be in (0, 1]")
+        need(o.grad_clip >= 0, f"{prefix}.grad_clip", o.grad_clip, "must be >= 0")
+    ev = cfg.evaluation
+    need(ev.strategy in STRATEGIES, "evaluation.strategy", ev.strategy, f"must be one of {list(STRATEGIES)}")
+    need(0 < ev.label_fraction <= 1, "evaluation.label_fraction", ev.label_fraction, "must be in (0, 1]")
+    need(ev.strategy != "semi" or ev.label_fraction < 1, "evaluation.label_fraction", ev.label_fraction,
+         "must be < 1 for the semi-supervised strategy")
+    need(ev.knn_k >= 1, "evaluation.knn_k", ev.knn_k, "must be >= 1")
+    need(ev.knn_temperature > 0, "evaluation.knn_temperature", ev.knn_temperature, "must be > 0")
+    d = cfg.data
+    need(d.max_frames >= 2, "data.max_frames", d.max_frames, "must be >= 2")
+    need(0 <= d.val_fraction < 1, "data.val_fraction", d.val_fraction, "must be in [0, 1)")
+    need(d.builtin_sequences >= 10, "data.builtin_sequences", d.builtin_sequences, "must be >= 10")
+    need(d.limit >= 0, "data.limit", d.limit, "must be >= 0")
+    need(cfg.log_every >= 1, "log_every", cfg.log_every, "must be >= 1")
+    need(cfg.knn_every >= 0, "knn_every", cfg.knn_every, "must be >= 0")
+    need(cfg.device == "auto" or cfg.device == "cpu" or cfg.device.startswith(("cuda", "mps")), "device",
+         cfg.device, "must be auto, cpu, cuda[:i] or mps")
+    return e
+
+
+def apply_delta(cfg: Config, delta: dict[str, Any], source: str = "config") -> Config:
+    """Apply a nested delta and validate the result; raise one :class:`ConfigError` listing every problem."""
+    errors: list[str] = []
+    out = _merge(cfg, delta, "", errors)
+    if not errors:
+        errors = _range_errors(out)
+    if errors:
+        raise ConfigError(f"invalid {source}:\n  " + "\n  ".join(errors))
+    return out  # type: ignore[no-any-return]
+
+
+def parse_override(item: str) -> dict[str, Any]:
+    """``"tasks.temperature=0.5"`` → ``{"tasks": {"temperature": 0.5}}`` (value parsed as YAML)."""
+    if "=" not in item:
+        raise ConfigError(f"--set expects key=value, got {item!r}")
+    key, raw = item.split("=", 1)
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"--set: bad key {key!r} in {item!r}")
+    value: Any = yaml.safe_load(raw) if raw else ""
+    for part in reversed(key.split(".")):
+        value = {part: value}
+    return value  # type: ignore[no-any-return]
+
+
+def load_config(preset: str = "small", yaml_path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (),
+                delta: dict[str, Any] | None = None) -> Config:
+    """Preset → optional YAML delta → optional dict delta → ``--set`` overrides, validated at each step."""
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}; known presets: {sorted(PRESETS)}")
+    cfg = apply_delta(Config(), PRESETS[preset], f"preset {preset!r}")
+    if yaml_path is not None:
+        path = Path(yaml_path)
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+        cfg = apply_delta(cfg, loaded, f"config file {path}")
+    merged: dict[str, Any] = dict(delta or {})
+    for item in overrides:  # merged first, validated together: cross-field rules see all of them
+        merged = merge_deltas(merged, parse_override(item))
+    if merged:
+        cfg = apply_delta(cfg, merged, "overrides (" + ", ".join(["delta"] * bool(delta) + list(overrides)) + ")")
+    return cfg
+
+
+def merge_deltas(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """Recursive merge of two config deltas; ``b`` wins on conflicts."""
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = merge_deltas(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """Nested plain dict of a config dataclass."""
+    return dataclasses.asdict(cfg)
+
+
+def from_dict(d: dict[str, Any]) -> Config:
+    """Rebuild a :class:`Config` from :func:`to_dict` output (e.g. a logged config), validated."""
+    return apply_delta(Config(), d, "stored config")
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` → ``{"a.b": 1}`` (MLflow params, Tune search keys)."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def unflatten(flat: dict[str, Any]) -> dict[str, Any]:
+    """Inverse of :func:`flatten`."""
+    out: dict[str, Any] = {}
+    for k, v in flat.items():
+        node = out
+        *parents, leaf = k.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = v
+    return out
+
+
+def config_hash(cfg: Config) -> str:
+    """Short stable hash of the resolved config (MLflow tag; identical configs share it)."""
+    blob = json.dumps(to_dict(cfg), sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def dump_yaml(cfg: Config, path: str | Path) -> None:
+    """Write the fully resolved config (loadable with ``load_config(preset='paper', yaml_path=...)``)."""
+    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))

@@ -1,0 +1,1 @@
+"""Datasets: the ragged in-memory/memory-mapped container, the built-in generator, real readers, the store."""

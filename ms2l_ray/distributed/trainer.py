@@ -1,0 +1,65 @@
+"""Driver side: build a ``TorchTrainer`` for a :class:`JobSpec` and run it (Ray Train V2 API).
+
+Checkpoints and Train state go to ``storage_path/name`` (a local folder by default; a shared
+filesystem or ``s3://``/``gs://`` URI on a cluster). Re-running with the same ``name`` and
+``storage_path`` restores the latest checkpoint — that is what ``--resume`` does.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ms2l_ray.distributed.spec import JobSpec, Resources
+from ms2l_ray.distributed.worker import train_loop_per_worker
+
+
+@dataclass
+class JobOutcome:
+    """Final metrics (from rank 0's files), the job's output directory and Ray's result path."""
+
+    metrics: dict[str, float]
+    history: list[dict[str, float]]
+    out_dir: Path
+    result_path: str | None
+
+
+def default_storage_path() -> str:
+    return str((Path.cwd() / "ray_results").resolve())
+
+
+def run_job(spec: JobSpec, *, name: str, resources: Resources, storage_path: str | None = None,
+            max_failures: int = 2, callbacks: list[Any] | None = None) -> JobOutcome:
+    """Run one job on the Ray cluster (which must be initialised) and return its outcome."""
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.v2.api.config import LoggingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    use_gpu = resources.gpus_per_worker > 0
+    per_worker: dict[str, float] = {"CPU": resources.cpus_per_worker}
+    if use_gpu:
+        per_worker["GPU"] = resources.gpus_per_worker
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config=spec.to_dict(),
+        torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
+        scaling_config=ScalingConfig(num_workers=resources.workers, use_gpu=use_gpu, resources_per_worker=per_worker),
+        run_config=RunConfig(
+            name=name,
+            storage_path=storage_path or default_storage_path(),
+            failure_config=FailureConfig(max_failures=max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=2),
+            callbacks=callbacks or None,
+            logging_config=LoggingConfig(log_level="WARNING"),  # progress lines are ours; keep Train's quiet
+        ),
+    )
+    result = trainer.fit()
+    if result.error is not None:  # pragma: no cover - fit() raises in V2; kept for safety
+        raise result.error
+    out = Path(spec.out_dir)
+    metrics_file, history_file = out / "metrics.json", out / "history.json"
+    metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else dict(result.metrics or {})
+    history = json.loads(history_file.read_text()) if history_file.exists() else []
+    return JobOutcome(metrics=metrics, history=history, out_dir=out, result_path=getattr(result, "path", None))

@@ -1,0 +1,1 @@
+"""MLflow tracking: store resolution, the run tree (parent → pretrain/evaluation children), artifacts."""

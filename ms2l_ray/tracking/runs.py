@@ -1,0 +1,143 @@
+"""One MLflow run, logged through ``MlflowClient`` (process-safe, no fluent global state).
+
+The driver creates every run (so the tree — parent, pretrain, evaluations — exists before training),
+and passes ``(tracking_uri, run_id)`` to the rank-0 Train worker, which logs per-epoch metrics live.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ms2l_ray import __version__
+from ms2l_ray.tracking.store import default_artifact_location, retrying
+
+SECRET_KEY = re.compile(r"(pass(word)?|secret|token|api[_-]?key|access[_-]?key|credential|auth)", re.IGNORECASE)
+MAX_PARAM_LEN = 6000
+
+
+def mask_secrets(params: dict[str, Any]) -> dict[str, Any]:
+    """Replace values of keys that look like credentials with ``***`` (never log secrets as params)."""
+    return {k: ("***" if SECRET_KEY.search(k) and v not in (None, "") else v) for k, v in params.items()}
+
+
+def code_version() -> dict[str, str]:
+    """The package version and, when run from a git checkout, its commit (and whether it was dirty)."""
+    root = Path(__file__).resolve().parents[2]
+    info = {"ms2l_version": __version__, "git_commit": "unknown"}
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                                timeout=5, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        info["git_commit"] = commit + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return info
+
+
+@dataclass(frozen=True)
+class RunRef:
+    """What a worker needs to log into an existing run (plain strings: travels to Ray workers)."""
+
+    tracking_uri: str
+    run_id: str
+
+
+def client(tracking_uri: str) -> Any:
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking_uri)
+
+
+def experiment_id(tracking_uri: str, name: str) -> str:
+    """Get or create the experiment (artifacts under ``mlartifacts/`` for the embedded store)."""
+    c = client(tracking_uri)
+
+    def get_or_create() -> str:
+        exp = c.get_experiment_by_name(name)
+        if exp is not None:
+            return str(exp.experiment_id)
+        try:
+            return str(c.create_experiment(name, artifact_location=default_artifact_location(tracking_uri)))
+        except Exception:  # noqa: BLE001 - another process created it first
+            exp = c.get_experiment_by_name(name)
+            if exp is None:
+                raise
+            return str(exp.experiment_id)
+
+    return retrying(get_or_create)
+
+
+class RunLogger:
+    """Logging into one run with retries; values are sanitised for MLflow's limits."""
+
+    def __init__(self, ref: RunRef) -> None:
+        self.ref = ref
+        self._c = client(ref.tracking_uri)
+
+    @property
+    def run_id(self) -> str:
+        return self.ref.run_id
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [Metric(k, float(v), now, step) for k, v in metrics.items() if isinstance(v, (int, float))]
+        for i in range(0, len(items), 500):
+            chunk = items[i:i + 500]
+            retrying(lambda chunk=chunk: self._c.log_batch(self.run_id, metrics=chunk))
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        safe = mask_secrets(params)
+        items = [Param(k, str(v)[:MAX_PARAM_LEN]) for k, v in safe.items()]
+        for i in range(0, len(items), 90):
+            chunk = items[i:i + 90]
+            retrying(lambda chunk=chunk: self._c.log_batch(self.run_id, params=chunk))
+
+    def set_tags(self, tags: dict[str, Any]) -> None:
+        from mlflow.entities import RunTag
+
+        items = [RunTag(k, str(v)) for k, v in tags.items()]
+        retrying(lambda: self._c.log_batch(self.run_id, tags=items))
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        retrying(lambda: self._c.log_artifact(self.run_id, str(path), artifact_path))
+
+    def log_artifacts(self, path: str | Path, artifact_path: str | None = None) -> None:
+        retrying(lambda: self._c.log_artifacts(self.run_id, str(path), artifact_path))
+
+    def log_text(self, text: str, artifact_file: str) -> None:
+        retrying(lambda: self._c.log_text(self.run_id, text, artifact_file))
+
+    def log_dict(self, d: dict[str, Any], artifact_file: str) -> None:
+        retrying(lambda: self._c.log_dict(self.run_id, d, artifact_file))
+
+    def log_figure(self, figure: Any, artifact_file: str) -> None:
+        retrying(lambda: self._c.log_figure(self.run_id, figure, artifact_file))
+
+    def reopen(self) -> None:
+        """Mark a finished/failed run as running again (a resumed job continues its own run)."""
+        retrying(lambda: self._c.update_run(self.run_id, status="RUNNING"))
+
+    def end(self, status: str = "FINISHED") -> None:
+        retrying(lambda: self._c.set_terminated(self.run_id, status=status))
+
+
+def start_run(tracking_uri: str, experiment: str, run_name: str, parent: RunLogger | None = None,
+              tags: dict[str, Any] | None = None) -> RunLogger:
+    """Create a run (nested under ``parent`` when given) tagged with the code version."""
+    exp_id = experiment_id(tracking_uri, experiment)
+    all_tags = {**code_version(), **(tags or {})}
+    if parent is not None:
+        all_tags["mlflow.parentRunId"] = parent.run_id
+    c = client(tracking_uri)
+    run = retrying(lambda: c.create_run(exp_id, run_name=run_name, tags={k: str(v) for k, v in all_tags.items()}))
+    return RunLogger(RunRef(tracking_uri, run.info.run_id))

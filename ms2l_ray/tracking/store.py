@@ -1,0 +1,88 @@
+"""Where runs go, checked before any compute is spent, and writes that survive concurrent writers.
+
+Embedded default (no URI given): a SQLite store ``mlflow.db`` plus an ``mlartifacts/`` folder in the
+working directory, both absolute so Ray workers with another working directory write to the same
+place; ``mlflow ui --backend-store-uri sqlite:///mlflow.db`` shows them. With ``MLFLOW_TRACKING_URI``
+or ``--tracking-uri`` runs go to a server, whose health endpoint is probed first.
+
+Many Tune trials share one SQLite file; SQLite serialises writers and answers "database is locked"
+when a writer waits too long, so every write goes through :func:`retrying`, which backs off and
+retries instead of losing the run.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
+
+DEFAULT_DB = "mlflow.db"
+DEFAULT_ARTIFACTS = "mlartifacts"
+
+
+class TrackingError(RuntimeError):
+    """The tracking store cannot be used (unreachable server, bad URI)."""
+
+
+def resolve_tracking_uri(uri: str | None = None, workdir: str | Path | None = None) -> str:
+    """``uri`` → ``$MLFLOW_TRACKING_URI`` → ``sqlite:///<workdir>/mlflow.db`` (absolute)."""
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or None
+    if uri:
+        return uri
+    base = Path(workdir or os.getcwd()).resolve()
+    return f"sqlite:///{base / DEFAULT_DB}"
+
+
+def default_artifact_location(tracking_uri: str) -> str | None:
+    """For a local SQLite store: an absolute ``mlartifacts/`` beside the database; servers choose their own."""
+    if tracking_uri.startswith("sqlite:///"):
+        db = Path(tracking_uri[len("sqlite:///"):])
+        return (db.parent / DEFAULT_ARTIFACTS).resolve().as_uri()
+    return None
+
+
+def check_reachable(tracking_uri: str, timeout_s: float = 5.0) -> None:
+    """Fail fast with a clear message when a tracking server does not answer (before any training)."""
+    if tracking_uri.startswith(("http://", "https://")):
+        url = tracking_uri.rstrip("/") + "/health"
+        try:
+            with urllib.request.urlopen(url, timeout=timeout_s) as resp:  # noqa: S310 - user-given tracking URI
+                if resp.status != 200:
+                    raise TrackingError(f"MLflow tracking server {tracking_uri} answered {resp.status} on /health")
+        except (urllib.error.URLError, OSError, TimeoutError) as exc:
+            raise TrackingError(f"MLflow tracking server {tracking_uri} is unreachable ({exc}); start it or pass "
+                                f"another --tracking-uri / MLFLOW_TRACKING_URI") from exc
+    elif tracking_uri.startswith("sqlite:///"):
+        parent = Path(tracking_uri[len("sqlite:///"):]).parent
+        if not parent.is_dir():
+            raise TrackingError(f"tracking URI {tracking_uri}: directory {parent} does not exist")
+    elif tracking_uri.startswith(("file:", "/")) or "://" not in tracking_uri:
+        return
+    elif not tracking_uri.startswith(("databricks", "postgresql", "mysql", "mssql")):
+        raise TrackingError(f"unsupported tracking URI {tracking_uri!r}")
+
+
+def _transient(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return any(s in text for s in ("database is locked", "database table is locked", "unable to open database",
+                                   "connection reset", "connection refused", "temporarily unavailable",
+                                   "max retries exceeded", "remote end closed", "disk i/o error"))
+
+
+def retrying(fn: Callable[[], T], attempts: int = 12, base_delay_s: float = 0.1) -> T:
+    """Call ``fn`` and retry transient store errors with jittered exponential backoff (≈ 40 s total)."""
+    for attempt in range(attempts):
+        try:
+            return fn()
+        except Exception as exc:  # noqa: BLE001 - filtered by _transient, re-raised otherwise
+            if attempt == attempts - 1 or not _transient(exc):
+                raise
+            time.sleep(min(5.0, base_delay_s * 2**attempt) * (0.5 + random.random()))
+    raise AssertionError("unreachable")  # pragma: no cover

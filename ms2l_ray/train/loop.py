@@ -1,0 +1,68 @@
+"""What a training loop needs from its runner: device, rank, a model wrapper, epoch hooks, a logger.
+
+A stand-alone run uses the defaults; the Ray layer passes Ray Train's DDP wrapper, the worker's rank and
+world size, and a hook that reports metrics and checkpoints through ``ray.train.report``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+# hook(epoch, metrics, make_state): make_state() builds the full checkpoint dict only when asked for.
+EpochHook = Callable[[int, dict[str, float], Callable[[], dict[str, Any]]], None]
+
+
+def _identity(module: nn.Module) -> nn.Module:
+    return module
+
+
+@dataclass
+class LoopContext:
+    """How the loop runs. ``wrap_model`` receives the model already on ``device``."""
+
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    rank: int = 0
+    world_size: int = 1
+    wrap_model: Callable[[nn.Module], nn.Module] = _identity
+    hooks: Sequence[EpochHook] = ()
+    log: Callable[[str], None] = print
+    progress: bool = True  # rank 0 prints progress lines
+
+    def say(self, msg: str) -> None:
+        if self.rank == 0 and self.progress:
+            self.log(msg)
+
+
+class Progress:
+    """Step-level progress lines with an ETA, at most one every ``every`` steps (no log flooding)."""
+
+    def __init__(self, ctx: LoopContext, total_epochs: int, steps_per_epoch: int, every: int, tag: str) -> None:
+        self.ctx, self.total, self.steps, self.every, self.tag = ctx, total_epochs, max(1, steps_per_epoch), every, tag
+        self.t0 = time.perf_counter()
+        self.done = 0
+
+    def step(self, epoch: int, step: int, values: dict[str, float]) -> None:
+        self.done += 1
+        if (step + 1) % self.every and step + 1 != self.steps:
+            return
+        elapsed = time.perf_counter() - self.t0
+        remaining = (self.total - epoch) * self.steps - (step + 1)
+        eta = elapsed / self.done * max(remaining, 0)
+        shown = " ".join(f"{k}={v:.4f}" for k, v in values.items())
+        self.ctx.say(f"[{self.tag}] epoch {epoch + 1}/{self.total} step {step + 1}/{self.steps} {shown} "
+                     f"eta {eta:.0f}s")
+
+    def restart_epoch_clock(self) -> None:
+        self.t0, self.done = time.perf_counter(), 0
+
+
+def unwrap(module: nn.Module) -> nn.Module:
+    """The plain module inside a DDP wrapper (or the module itself)."""
+    inner = getattr(module, "module", None)
+    return inner if isinstance(inner, nn.Module) else module

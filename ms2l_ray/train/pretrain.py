@@ -1,0 +1,148 @@
+"""MS²L pretraining loop (paper §3; reference ``procedure.py``), plain PyTorch.
+
+Every epoch re-seeds from ``(seed, epoch, rank)``, so a run resumed from an epoch-boundary checkpoint
+replays the same batches, augmentations and dropout masks as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from ms2l_ray.config import Config, to_dict
+from ms2l_ray.data.container import SkeletonSet, Splits
+from ms2l_ray.model.ms2l import MS2L, build_ms2l
+from ms2l_ray.train.batches import eval_batches, train_batches
+from ms2l_ray.train.features import extract_features
+from ms2l_ray.train.knn import knn_accuracy
+from ms2l_ray.train.loop import LoopContext, Progress
+from ms2l_ray.train.metrics import all_reduce_sum
+from ms2l_ray.train.optim import build_optimizer, clip_per_module
+from ms2l_ray.train.runtime import cpu_generator, derive_seed, seed_everything
+
+
+@dataclass
+class PretrainResult:
+    """The trained model (unwrapped, on its device), per-epoch history and the last epoch's metrics."""
+
+    model: MS2L
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    @property
+    def final(self) -> dict[str, float]:
+        return self.history[-1] if self.history else {}
+
+
+def new_model(cfg: Config, data: SkeletonSet, device: torch.device) -> MS2L:
+    """Build the model with an init that depends on ``cfg.seed`` only (identical on every rank)."""
+    seed_everything(derive_seed(cfg.seed, 0xC0DE))
+    return build_ms2l(cfg.model, cfg.tasks, data.num_features).to(device)
+
+
+@torch.no_grad()
+def _validate(model: torch.nn.Module, cfg: Config, data: SkeletonSet, idx: np.ndarray, ctx: LoopContext) -> dict[str, float]:
+    """Mean pretext losses/accuracies on the validation part, with a fixed augmentation stream."""
+    model.eval()
+    gen = cpu_generator(derive_seed(cfg.seed, 0x7A1))
+    sums: dict[str, float] = defaultdict(float)
+    count = 0
+    for b in eval_batches(idx, cfg.pretrain.batch_size, rank=ctx.rank, world_size=ctx.world_size):
+        if len(b) < 2:
+            continue
+        x, lengths, _ = data.batch(b, cfg.data.max_frames)
+        out = model(x.to(ctx.device), lengths.to(ctx.device), gen)
+        for k, v in {"loss": out.loss, **out.metrics}.items():
+            sums[k] += float(v) * len(b)
+        count += len(b)
+    keys = sorted(sums)
+    totals = all_reduce_sum(torch.tensor([sums[k] for k in keys] + [count], dtype=torch.float64))
+    n = float(totals[-1])
+    return {f"val_{k}": float(totals[i]) / n for i, k in enumerate(keys)} if n else {}
+
+
+def knn_probe(model: MS2L, cfg: Config, data: SkeletonSet, splits: Splits, ctx: LoopContext) -> dict[str, float]:
+    """KNN top-1/top-5 on validation features against the training bank (the early-stopping proxy)."""
+    model.eval()
+    kw: dict[str, Any] = dict(batch_size=cfg.pretrain.batch_size, max_frames=cfg.data.max_frames, device=ctx.device,
+                              rank=ctx.rank, world_size=ctx.world_size)
+    bank, bank_y = extract_features(model.encode, data, splits.train, **kw)
+    query, query_y = extract_features(model.encode, data, splits.val, **kw)
+    acc = knn_accuracy(bank, bank_y, query, query_y, data.num_classes, cfg.evaluation.knn_k,
+                       cfg.evaluation.knn_temperature)
+    return {"val_knn_top1": acc["top1"], "val_knn_top5": acc["top5"]}
+
+
+def pretrain(cfg: Config, data: SkeletonSet, splits: Splits, ctx: LoopContext | None = None,
+             resume: dict[str, Any] | None = None) -> PretrainResult:
+    """Pretrain MS²L on the training part (labels unused) and report per-epoch metrics to the hooks.
+
+    Args:
+        resume: a checkpoint dict from a hook's ``make_state()``; training continues after its epoch.
+    """
+    ctx = ctx or LoopContext()
+    model = new_model(cfg, data, ctx.device)
+    wrapped = ctx.wrap_model(model)
+    opt, sched = build_optimizer(model.parameters(), cfg.pretrain)
+    history: list[dict[str, float]] = []
+    start = 0
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        opt.load_state_dict(resume["optimizer"])
+        sched.load_state_dict(resume["scheduler"])
+        history = list(resume["history"])
+        start = int(resume["epoch"]) + 1
+        ctx.say(f"[pretrain] resuming after epoch {start}")
+    epochs, o = cfg.pretrain.epochs, cfg.pretrain
+    n_steps = len(train_batches(splits.train, o.batch_size, seed=cfg.seed, epoch=0, rank=ctx.rank,
+                                world_size=ctx.world_size))
+    if n_steps == 0:
+        raise ValueError(f"training part has {len(splits.train)} samples: too few for batch size {o.batch_size}")
+    progress = Progress(ctx, epochs, n_steps, cfg.log_every, "pretrain")
+    for epoch in range(start, epochs):
+        seed_everything(derive_seed(cfg.seed, epoch, ctx.rank, 1))
+        gen = cpu_generator(derive_seed(cfg.seed, epoch, ctx.rank, 2))
+        wrapped.train()
+        sums: dict[str, float] = defaultdict(float)
+        seen, t0 = 0, time.perf_counter()
+        progress.restart_epoch_clock()
+        batches = train_batches(splits.train, o.batch_size, seed=cfg.seed, epoch=epoch, rank=ctx.rank,
+                                world_size=ctx.world_size)
+        for step, b in enumerate(batches):
+            x, lengths, _ = data.batch(b, cfg.data.max_frames)
+            out = wrapped(x.to(ctx.device), lengths.to(ctx.device), gen)
+            opt.zero_grad(set_to_none=True)
+            out.loss.backward()
+            clip_per_module(model.children(), o.grad_clip)
+            opt.step()
+            values = {"loss": float(out.loss.detach()), **{k: float(v.detach()) for k, v in out.metrics.items()}}
+            for k, v in values.items():
+                sums[k] += v * len(b)
+            seen += len(b)
+            progress.step(epoch, step, values)
+        lr = opt.param_groups[0]["lr"]
+        sched.step()
+        elapsed = time.perf_counter() - t0
+        metrics = {f"train_{k}": v / seen for k, v in sums.items()}
+        metrics.update(epoch=float(epoch + 1), lr=lr, epoch_time_s=elapsed,
+                       throughput_seq_s=seen * ctx.world_size / max(elapsed, 1e-9))
+        metrics.update(_validate(wrapped, cfg, data, splits.val, ctx))
+        last = epoch + 1 == epochs
+        if len(splits.val) and (last or (cfg.knn_every and (epoch + 1) % cfg.knn_every == 0)):
+            metrics.update(knn_probe(model, cfg, data, splits, ctx))
+        history.append(metrics)
+        ctx.say("[pretrain] epoch {}/{} ".format(epoch + 1, epochs) + " ".join(
+            f"{k}={v:.4f}" for k, v in metrics.items() if k.startswith(("train_", "val_"))))
+
+        def make_state(epoch: int = epoch) -> dict[str, Any]:
+            return {"kind": "pretrain", "epoch": epoch, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(), "history": list(history), "config": to_dict(cfg),
+                    "num_features": data.num_features}
+
+        for hook in ctx.hooks:
+            hook(epoch, metrics, make_state)
+    return PretrainResult(model=model, history=history)

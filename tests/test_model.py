@@ -1,0 +1,229 @@
+"""Encoder, heads and MS2L: padding independence, init, skipped compute, one encoder call, learning signal."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from ms2l_ray.augment import temporal_jigsaw, temporal_mask
+from ms2l_ray.config import ModelConfig, TaskConfig
+from ms2l_ray.contract import valid_mask
+from ms2l_ray.losses import contrastive_loss, jigsaw_loss, motion_loss
+from ms2l_ray.model import (
+    MS2L,
+    GRUEncoder,
+    JigsawHead,
+    LinearClassifier,
+    MLPHead,
+    MotionDecoder,
+    build_ms2l,
+    mask_mean_pool,
+)
+
+F = 6
+TINY = ModelConfig(hidden_size=16, num_layers=2, decoder_layers=1, head_hidden=32, proj_dim=8)
+
+
+def batch(n: int = 4, t_max: int = 16, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    lens = torch.randint(4, t_max + 1, (n,), generator=g)
+    lens[0] = t_max
+    x = torch.randn(n, t_max, F, generator=g)
+    return x * valid_mask(lens, t_max).unsqueeze(-1), lens
+
+
+def tasks(motion: float = 1.0, jigsaw: float = 1.0, contrastive: float = 1.0, **kw: float) -> TaskConfig:
+    return TaskConfig(motion_weight=motion, jigsaw_weight=jigsaw, contrastive_weight=contrastive, **kw)  # type: ignore[arg-type]
+
+
+# ---- encoder and pooling ---------------------------------------------------------------------------------
+
+
+def test_encoder_ignores_padding_length_and_content() -> None:
+    torch.manual_seed(0)
+    enc = GRUEncoder(F, hidden_size=8, num_layers=2).eval()
+    x, lens = batch(3, 10)
+    h = enc(x, lens)
+    assert h.shape == (3, 10, 8)
+    padded = torch.cat([x, torch.zeros(3, 10, F)], dim=1)  # padded to 2T
+    garbage = x + torch.randn(3, 10, F) * (~valid_mask(lens, 10)).unsqueeze(-1)  # junk at t >= len
+    h2, h3 = enc(padded, lens), enc(garbage, lens)
+    assert torch.allclose(h2[:, :10], h, atol=1e-6) and torch.count_nonzero(h2[:, 10:]) == 0
+    assert torch.allclose(h3, h, atol=1e-6)
+    assert torch.count_nonzero(h[~valid_mask(lens, 10)]) == 0
+
+
+def test_unpacked_reference_mode_zeroes_padding_but_sees_it() -> None:
+    torch.manual_seed(0)
+    enc = GRUEncoder(F, hidden_size=8, num_layers=1, pack=False)
+    x, lens = batch(3, 10)
+    lens[1] = 5
+    x = x * valid_mask(lens, 10).unsqueeze(-1)
+    h = enc(x, lens)
+    assert torch.count_nonzero(h[~valid_mask(lens, 10)]) == 0
+    packed = GRUEncoder(F, hidden_size=8, num_layers=1)
+    packed.load_state_dict(enc.state_dict())
+    hp = packed(x, lens)
+    # at init the biases are 0, so zero padding keeps the backward state at 0: both modes agree
+    assert torch.allclose(h, hp, atol=1e-6)
+    with torch.no_grad():  # trained biases: the reference's backward direction now "sees" the padding
+        for name, p in enc.gru.named_parameters():
+            if name.startswith("bias"):
+                p.fill_(0.5)
+    packed.load_state_dict(enc.state_dict())
+    h, hp = enc(x, lens), packed(x, lens)
+    assert torch.allclose(h[1, :5, :4], hp[1, :5, :4], atol=1e-6)  # forward direction agrees
+    assert not torch.allclose(h[1, :5, 4:], hp[1, :5, 4:], atol=1e-3)  # backward direction does not
+
+
+def test_encoder_init_follows_reference() -> None:
+    enc = GRUEncoder(F, hidden_size=8, num_layers=2)
+    for name, p in enc.gru.named_parameters():
+        if name.startswith("bias"):
+            assert torch.count_nonzero(p) == 0
+        elif name.startswith("weight_hh"):  # whole [3H, H] matrix orthogonal: columns orthonormal
+            assert torch.allclose(p.t() @ p, torch.eye(p.shape[1]), atol=1e-5)
+    head = MLPHead(8, 16, 4)
+    linears = [m for m in head.modules() if isinstance(m, nn.Linear)]
+    assert all(torch.count_nonzero(m.bias) == 0 for m in linears)
+    assert torch.count_nonzero(LinearClassifier(8, 5).fc.bias) == 0
+
+
+def test_mask_mean_pool_hand_value() -> None:
+    h = torch.tensor([[[1.0, 10.0], [2.0, 20.0], [100.0, 100.0]]])
+    out = mask_mean_pool(h, torch.tensor([2]))
+    assert torch.allclose(out, torch.tensor([[3.0 / 2.01, 30.0 / 2.01]]))
+
+
+def test_encoder_rejects_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="even when bidirectional"):
+        GRUEncoder(F, hidden_size=7)
+    with pytest.raises(ValueError, match=r"x must be \[N, T, 6\]"):
+        GRUEncoder(F, hidden_size=8)(torch.zeros(2, 4, 5), torch.tensor([4, 4]))
+
+
+def test_motion_decoder_zero_at_padding() -> None:
+    dec = MotionDecoder(8, F, num_layers=2)
+    lens = torch.tensor([5, 2])
+    out = dec(torch.randn(2, 6, 8), lens)
+    assert out.shape == (2, 6, F)
+    assert torch.count_nonzero(out[~valid_mask(lens, 6)]) == 0 and torch.count_nonzero(out[0, :5]) > 0
+
+
+# ---- task switches ---------------------------------------------------------------------------------------
+
+
+def encoder_batches(model: MS2L) -> list[tuple[int, ...]]:
+    seen: list[tuple[int, ...]] = []
+    model.encoder.register_forward_hook(lambda _m, args, _o: seen.append(tuple(args[0].shape)))
+    return seen
+
+
+@pytest.mark.parametrize("weights, views, keys", [
+    ((1, 0, 0), ["masked"], {"motion_loss"}),
+    ((0, 1, 0), ["jigsaw"], {"jigsaw_loss", "jigsaw_acc"}),
+    ((0, 0, 1), ["original", "masked", "jigsaw"], {"contrastive_loss", "contrastive_acc"}),
+    ((1, 1, 0), ["masked", "jigsaw"], {"motion_loss", "jigsaw_loss", "jigsaw_acc"}),
+    ((1, 1, 1), ["original", "masked", "jigsaw"],
+     {"motion_loss", "jigsaw_loss", "jigsaw_acc", "contrastive_loss", "contrastive_acc"}),
+])
+def test_weight_zero_tasks_skip_heads_views_and_metrics(weights: tuple[int, int, int], views: list[str],
+                                                         keys: set[str]) -> None:
+    model = build_ms2l(TINY, tasks(*weights), F)
+    assert (model.motion_decoder is None, model.jigsaw_head is None, model.projector is None) == tuple(
+        w == 0 for w in weights)
+    assert model.view_names() == views
+    seen = encoder_batches(model)
+    x, lens = batch()
+    out = model(x, lens, torch.Generator().manual_seed(0))
+    assert seen == [(4 * len(views), 16, F)]  # all views in ONE encoder call
+    assert set(out.metrics) == keys
+    assert out.loss.requires_grad and all(not v.requires_grad for v in out.metrics.values())
+
+
+def test_total_is_weighted_sum() -> None:
+    model = build_ms2l(TINY, tasks(2.0, 0.5, 3.0), F)
+    out = model(*batch(), torch.Generator().manual_seed(0))
+    m = out.metrics
+    expected = 2.0 * m["motion_loss"] + 0.5 * m["jigsaw_loss"] + 3.0 * m["contrastive_loss"]
+    assert out.loss.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_one_call_equals_views_encoded_one_by_one() -> None:
+    torch.manual_seed(0)
+    model = build_ms2l(TINY, tasks(), F)
+    x, lens = batch()
+    out = model(x, lens, torch.Generator().manual_seed(5))
+    x_m = temporal_mask(x, lens, 0.3)
+    x_j, y_j = temporal_jigsaw(x, lens, 3, torch.Generator().manual_seed(5))
+    h = [model.encoder(v, lens) for v in (x, x_m, x_j)]
+    pooled = [mask_mean_pool(v, lens) for v in h]
+    assert model.motion_decoder is not None and model.jigsaw_head is not None and model.projector is not None
+    mot = motion_loss(model.motion_decoder(h[1], lens), x, lens)
+    jig = jigsaw_loss(model.jigsaw_head(pooled[2]), y_j)
+    con, _ = contrastive_loss([model.projector(p) for p in pooled], 0.9)
+    assert out.metrics["motion_loss"].item() == pytest.approx(mot.item(), rel=1e-5)
+    assert out.metrics["jigsaw_loss"].item() == pytest.approx(jig.item(), rel=1e-5)
+    assert out.metrics["contrastive_loss"].item() == pytest.approx(con.item(), rel=1e-5)
+
+
+def test_same_generator_seed_same_output() -> None:
+    torch.manual_seed(0)
+    model = build_ms2l(TINY, tasks(0, 1, 0), F).eval()
+    x, lens = batch()
+    a = model(x, lens, torch.Generator().manual_seed(3)).loss
+    b = model(x, lens, torch.Generator().manual_seed(3)).loss
+    assert a.item() == b.item()
+
+
+@pytest.mark.parametrize("seg_num, classes", [(2, 2), (3, 6), (4, 24), (5, 120)])
+def test_jigsaw_segments_give_factorial_classes(seg_num: int, classes: int) -> None:
+    model = build_ms2l(TINY, tasks(0, 1, 0, jigsaw_segments=seg_num), F)
+    assert model.jigsaw_head is not None and model.jigsaw_head.out_features == classes
+    out = model(*batch(t_max=20), torch.Generator().manual_seed(0))
+    assert 0.0 <= out.metrics["jigsaw_acc"].item() <= 1.0
+
+
+def test_encode_shape() -> None:
+    model = build_ms2l(TINY, tasks(), F)
+    x, lens = batch()
+    assert model.encode(x, lens).shape == (4, 16)
+
+
+def test_ms2l_rejects_inconsistent_parts() -> None:
+    enc = GRUEncoder(F, hidden_size=8)
+    with pytest.raises(ValueError, match="at least one task head"):
+        MS2L(enc)
+    with pytest.raises(ValueError, match="jigsaw_weight must be > 0 when the jigsaw head is given, got 0"):
+        MS2L(enc, jigsaw_head=JigsawHead(8, 16, 3), jigsaw_weight=0)
+    with pytest.raises(ValueError, match="seg_num! = 24 classes, got 6"):
+        MS2L(enc, jigsaw_head=JigsawHead(8, 16, 3), seg_num=4)
+    with pytest.raises(ValueError, match="temperature must be a finite number > 0"):
+        MS2L(enc, projector=MLPHead(8, 16, 4), temperature=0.0)
+    model = MS2L(enc, motion_decoder=MotionDecoder(8, F, 1))
+    with pytest.raises(ValueError, match=r"lengths must lie in 1..T"):
+        model(torch.zeros(2, 4, F), torch.tensor([0, 4]))
+
+
+# ---- learning signal (solo-learn style) ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("weights, key", [((1, 0, 0), "motion_loss"), ((0, 1, 0), "jigsaw_loss"),
+                                          ((0, 0, 1), "contrastive_loss")])
+def test_each_task_loss_falls(weights: tuple[int, int, int], key: str) -> None:
+    torch.manual_seed(0)
+    model = build_ms2l(TINY, tasks(*weights), F)
+    x, lens = batch(8, 16, seed=1)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    history = []
+    for _ in range(20):
+        out = model(x, lens, torch.Generator().manual_seed(0))  # fixed batch, fixed views
+        opt.zero_grad()
+        out.loss.backward()
+        opt.step()
+        history.append(out.metrics[key].item())
+    assert math.isfinite(history[-1])
+    assert history[-1] < 0.8 * history[0], history
