@@ -7,12 +7,14 @@ import sys
 
 from ms2l_ray.commands.train_cmds import add_train_commands
 from ms2l_ray.config import ConfigError
+from ms2l_ray.tracking.store import TrackingError
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ms2l", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_train_commands(sub)
+    __import__("ms2l_ray.commands.ablate_cmds", fromlist=["_"]).add_ablate_commands(sub)  # ablate, report
     try:
         from ms2l_ray.cli_data import add_data_commands
     except ImportError:  # pragma: no cover - during development only
@@ -26,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except (ConfigError, FileNotFoundError, ValueError) as exc:
+    except (ConfigError, TrackingError, FileNotFoundError, ValueError) as exc:
         print(f"ms2l {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -32,6 +32,9 @@ def add_data_commands(subparsers: Any) -> None:
     prep.add_argument("--no-align", action="store_true", help="do not rotate the hip axis onto x")
     prep.add_argument("--scale-normalize", action="store_true", help="divide by the mean spine length")
     prep.add_argument("--resample", type=int, default=None, metavar="N", help="resample every sequence to N frames")
+    prep.add_argument("--missing-list", action="append", default=[], metavar="FILE",
+                      help="ntu: a published missing-skeleton list (repeatable; *missing*.txt beside the files "
+                           "are used too)")
     prep.add_argument("--num-sequences", type=int, default=1000, metavar="N", help="builtin: number of sequences")
     prep.add_argument("--seed", type=int, default=0, metavar="S", help="builtin: generator seed")
     prep.set_defaults(func=run_prepare)
@@ -53,7 +56,7 @@ def run_prepare(args: argparse.Namespace) -> int:
                               scale_normalize=args.scale_normalize, resample=args.resample)
     try:
         report = prepare(args.format, args.source, args.out, skip_bad=args.skip_bad, preprocess=config,
-                         num_sequences=args.num_sequences, seed=args.seed)
+                         num_sequences=args.num_sequences, seed=args.seed, missing_lists=args.missing_list)
     except (DataFormatError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

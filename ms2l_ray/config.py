@@ -236,6 +236,11 @@ def parse_override(item: str) -> dict[str, Any]:
     if not key or any(not part for part in key.split(".")):
         raise ConfigError(f"--set: bad key {key!r} in {item!r}")
     value: Any = yaml.safe_load(raw) if raw else ""
+    if isinstance(value, str):  # YAML 1.1 reads "3e-4" as a string; a user means the number
+        try:
+            value = float(value)
+        except ValueError:
+            pass
     for part in reversed(key.split(".")):
         value = {part: value}
     return value  # type: ignore[no-any-return]

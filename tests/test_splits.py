@@ -29,7 +29,8 @@ REF_NTU120_EXTRA = {45, 46, 47, 49, 50, 52, 53, 54, 55, 56, 57, 58, 59, 70, 74, 
                     92, 93, 94, 95, 97, 98, 100, 103}
 
 
-def _set(n: int, seed: int = 0, *, subjects: int = 106, setups: int = 32, names: list[str] | None = None) -> SkeletonSet:
+def _set(n: int, seed: int = 0, *, subjects: int = 106, setups: int = 32,
+         names: list[str] | None = None) -> SkeletonSet:
     rng = np.random.default_rng(seed)
     return SkeletonSet(frames=np.zeros((n, 150), np.float32), offsets=np.arange(n + 1, dtype=np.int64),
                        labels=rng.integers(0, 5, n), subjects=rng.integers(1, subjects + 1, n),

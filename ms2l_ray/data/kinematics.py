@@ -1,4 +1,4 @@
-"""Forward kinematics for the built-in generator: rest pose, per-subject bodies, joint-angle DOFs.
+"""Forward kinematics for the built-in generator: rest pose, per-subject bodies, joint-angle DOFs, keyframed motions.
 
 Why forward kinematics rather than noise on joint positions: MS²L's pretext tasks only teach something when
 frames are coupled the way bodies are — rigid bones of constant length moving as chains — otherwise motion
@@ -13,7 +13,8 @@ Arrays are float32: positions are metres of order 1, and float32 halves the memo
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -110,6 +111,72 @@ ANGLE_DOFS: tuple[Dof, ...] = (
 TRANSLATION_DOFS = ("fwd", "rise")  # pelvis moves along the facing direction / upwards, metres of the template body
 DOF_NAMES: tuple[str, ...] = TRANSLATION_DOFS + tuple(d.name for d in ANGLE_DOFS)
 SEGMENTS: tuple[str, ...] = tuple(sorted({n.removeprefix("left_").removeprefix("right_") for n in NTU25.joints}))
+
+
+Keys = tuple[tuple[float, float], ...]  # (phase in [0, 1], value) keyframes; degrees, or metres for fwd/rise
+
+
+def keyframes(*flat: float) -> Keys:
+    """``keyframes(0, 0, .5, 90, 1, 0)`` → ``((0, 0), (.5, 90), (1, 0))``: compact motion tables."""
+    return tuple(zip(flat[::2], flat[1::2], strict=True))
+
+
+def both_sides(**keys: Keys) -> dict[str, Keys]:
+    """The same limb keyframes on both sides (``sh_flex=…`` → ``l_sh_flex``, ``r_sh_flex``)."""
+    return {f"{side}_{dof}": v for side in "lr" for dof, v in keys.items()}
+
+
+_HOLD = keyframes(0, 0, 0.2, 1, 0.8, 1, 1, 0)  # default oscillation envelope: on while the pose is held
+
+
+@dataclass(frozen=True)
+class Motion:
+    """One person's part in an action: eased DOF keyframes plus oscillations ``dof -> (amplitude, cycles)``
+    gated by the envelope ``env``. DOFs it does not name stay at 0 (the rest pose)."""
+
+    keys: Mapping[str, Keys]
+    osc: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    env: Keys = _HOLD
+    _table: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] = field(init=False, repr=False, compare=False)
+    _columns: list[int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        tracks = [*self.keys.items(), ("env", self.env)]
+        for dof, keys in tracks:
+            phases = [p for p, _ in keys]
+            if dof != "env" and dof not in DOF_NAMES:
+                raise ValueError(f"unknown DOF {dof!r}; known: {DOF_NAMES}")
+            if phases[0] != 0 or phases[-1] != 1 or any(b <= a for a, b in zip(phases, phases[1:], strict=False)):
+                raise ValueError(f"keyframes of {dof!r} must rise strictly from phase 0 to 1, got {phases}")
+        unknown = sorted(set(self.osc) - set(DOF_NAMES))
+        if unknown:
+            raise ValueError(f"unknown oscillating DOFs {unknown}; known: {DOF_NAMES}")
+        # All tracks in one sorted table, track n's phases shifted into the band [2n, 2n + 1], so that a single
+        # searchsorted evaluates every track at once (see _ease).
+        sizes = np.array([len(keys) for _, keys in tracks])
+        first = np.concatenate([[0], np.cumsum(sizes)[:-1]])  # [T] index of each track's first key
+        kp = np.concatenate([[p + 2.0 * n for p, _ in keys] for n, (_, keys) in enumerate(tracks)])
+        kv = np.concatenate([[v for _, v in keys] for _, keys in tracks]).astype(np.float64)
+        object.__setattr__(self, "_table", (kp, kv, first, first + sizes - 2))  # frozen: set once, here
+        object.__setattr__(self, "_columns", [DOF_NAMES.index(d) for d in self.keys])
+
+    def _ease(self, u: np.ndarray) -> np.ndarray:
+        """``[R, T]`` smoothstep interpolation of every track at phases ``u [R]`` (C¹, flat at every key)."""
+        kp, kv, lo, hi = self._table
+        q = u[:, None] + 2.0 * np.arange(len(lo))  # [R, T] each phase moved into each track's band
+        i = np.clip(np.searchsorted(kp, q, side="right") - 1, lo, hi)  # [R, T] key that starts the segment
+        f = np.clip((q - kp[i]) / (kp[i + 1] - kp[i]), 0.0, 1.0)
+        return kv[i] + (kv[i + 1] - kv[i]) * f * f * (3.0 - 2.0 * f)  # type: ignore[no-any-return]
+
+    def evaluate(self, u: np.ndarray, speed: np.ndarray, phase: np.ndarray) -> np.ndarray:
+        """``[R, len(DOF_NAMES)]`` values (degrees / metres) at phases ``u [R]``; ``speed [R]`` scales the
+        oscillations' cycle counts and ``phase [R]`` (radians) offsets them."""
+        tracks = self._ease(u)  # [R, T]: the named DOFs, then the envelope
+        vals = np.zeros((len(u), len(DOF_NAMES)))
+        vals[:, self._columns] = tracks[:, :-1]
+        for dof, (amplitude, cycles) in self.osc.items():
+            vals[:, DOF_NAMES.index(dof)] += amplitude * tracks[:, -1] * np.sin(2 * np.pi * cycles * speed * u + phase)
+        return vals
 
 
 @dataclass(frozen=True)

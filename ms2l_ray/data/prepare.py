@@ -9,7 +9,7 @@ files, and either skips the bad ones (``skip_bad``) or stops at the first one, l
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,11 +54,11 @@ class PrepareReport:
 
 
 def _ntu(source: Path, log: ReadLog, config: pp.PreprocessConfig, skip_bad: bool, chunk: int,
-         extra: dict[str, Any]) -> Iterator[SkeletonSet]:
+         extra: dict[str, Any], missing_lists: Sequence[Path]) -> Iterator[SkeletonSet]:
     if not source.is_dir():
         raise FileNotFoundError(f"ntu: {source} is not a directory of .skeleton files")
     paths = sorted(source.glob("*.skeleton"))
-    lists = sorted(source.glob("*missing*.txt"))
+    lists = [*sorted(source.glob("*missing*.txt")), *missing_lists]
     missing = set().union(*(ntu.read_missing_list(p) for p in lists)) if lists else set()
     extra["missing_lists"] = [p.name for p in lists]
     for data in ntu.iter_ntu(paths, config=config, missing=missing, skip_bad=skip_bad, log=log, chunk_size=chunk):
@@ -108,6 +108,10 @@ def _single(source: Path, pattern: str, fmt: str) -> Path:
     return found[0]
 
 
+def _ucla(source: Path, log: ReadLog, skip_bad: bool) -> Iterator[SkeletonSet]:
+    yield ucla.read_ucla(_ucla_files(source), skip_bad=skip_bad, log=log)  # ~60k frames: one chunk
+
+
 def _builtin(num_sequences: int, seed: int) -> Iterator[SkeletonSet]:
     from ms2l_ray.data.synthetic import generate
 
@@ -117,15 +121,16 @@ def _builtin(num_sequences: int, seed: int) -> Iterator[SkeletonSet]:
 
 
 def _sources(fmt: str, source: Path, *, log: ReadLog, config: pp.PreprocessConfig, skip_bad: bool, chunk: int,
-             extra: dict[str, Any], num_sequences: int, seed: int) -> Iterator[SkeletonSet]:
+             extra: dict[str, Any], num_sequences: int, seed: int, missing_lists: Sequence[Path]
+             ) -> Iterator[SkeletonSet]:
     if fmt == "ntu":
-        return _ntu(source, log, config, skip_bad, chunk, extra)
+        return _ntu(source, log, config, skip_bad, chunk, extra, missing_lists)
     if fmt == "stgcn":
         return _stgcn(source, log, skip_bad, chunk, extra)
     if fmt == "ctrgcn":
         return ctrgcn.iter_ctrgcn(_single(source, "*.npz", fmt), skip_bad=skip_bad, log=log, chunk_size=chunk)
     if fmt == "nw-ucla":
-        return iter([ucla.read_ucla(_ucla_files(source), skip_bad=skip_bad, log=log)])
+        return _ucla(source, log, skip_bad)
     if fmt == "pku-mmd":
         return pku.iter_pku(source, skip_bad=skip_bad, log=log, videos_per_chunk=max(1, chunk // 16))
     return _builtin(num_sequences, seed)
@@ -133,7 +138,7 @@ def _sources(fmt: str, source: Path, *, log: ReadLog, config: pp.PreprocessConfi
 
 def prepare(fmt: str, source: str | Path, out: str | Path, *, skip_bad: bool = False,
             preprocess: pp.PreprocessConfig | None = None, num_sequences: int = 1000, seed: int = 0,
-            chunk_size: int = 1024) -> PrepareReport:
+            missing_lists: Sequence[str | Path] = (), chunk_size: int = 1024) -> PrepareReport:
     """Convert ``source`` in format ``fmt`` (one of :data:`FORMATS`) into a store at ``out``.
 
     Args:
@@ -145,6 +150,7 @@ def prepare(fmt: str, source: str | Path, out: str | Path, *, skip_bad: bool = F
         preprocess: steps to run (default :class:`~ms2l_ray.data.preprocess.PreprocessConfig`); ``denoise``
             applies to raw NTU only.
         num_sequences, seed: the ``builtin`` generator's arguments.
+        missing_lists: NTU missing-skeleton lists kept elsewhere than beside the ``.skeleton`` files.
         chunk_size: sequences (NTU, ST-GCN, CTR-GCN files) per streamed chunk.
     """
     if fmt not in FORMATS:
@@ -157,9 +163,9 @@ def prepare(fmt: str, source: str | Path, out: str | Path, *, skip_bad: bool = F
     log = ReadLog()
     extra: dict[str, Any] = {"dataset": fmt, "source_path": str(source)}
     report = PrepareReport(fmt=fmt, out=out)
-    chunks = _sources(fmt, source, log=log, config=config, skip_bad=skip_bad, chunk=chunk_size, extra=extra,
-                      num_sequences=num_sequences, seed=seed)
     start = time.perf_counter()
+    chunks = _sources(fmt, source, log=log, config=config, skip_bad=skip_bad, chunk=chunk_size, extra=extra,
+                      num_sequences=num_sequences, seed=seed, missing_lists=[Path(p) for p in missing_lists])
 
     def processed() -> Iterator[SkeletonSet]:
         for data in chunks:

@@ -19,7 +19,7 @@ All set-level steps are vectorised over all frames of all sequences (one gather 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -194,8 +194,3 @@ def apply(data: SkeletonSet, config: PreprocessConfig) -> SkeletonSet:
     if config.resample is not None:
         data = resample(data, config.resample)
     return data
-
-
-def config_record(config: PreprocessConfig) -> dict[str, Any]:
-    """The config as a plain dict (for reports)."""
-    return asdict(config)

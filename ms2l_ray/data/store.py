@@ -139,7 +139,7 @@ def _write(path: Path, header: dict[str, str], lengths: np.ndarray, cols: dict[s
             with pa.ipc.new_file(pa.PythonFile(_HoleSink(f, placeholder), mode="w"), schema) as writer:
                 writer.write_batch(batch)
         del batch, frames
-        if raw is not None:
+        if raw is not None and raw.stat().st_size:
             _copy_into(raw, tmp, _frames_offset(tmp), raw.stat().st_size)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
@@ -189,7 +189,7 @@ def write_store_chunks(chunks: Iterable[SkeletonSet], path: str | Path, *, meta:
                     cols[c].append(np.asarray(getattr(chunk, attr)))
                 names.extend(chunk.names)
         if first is None:
-            raise ValueError(f"{path}: no chunks to write")
+            raise ValueError(f"{path}: nothing to write (the input yielded no sequences)")
         first.meta.update(meta or {})
         _write(path, _header(first), np.concatenate(lengths), {c: np.concatenate(v) for c, v in cols.items()},
                names, None, raw)

@@ -20,48 +20,17 @@ Lengths come from one class-independent distribution, so length says nothing abo
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 
 from ms2l_ray.data import kinematics as kin
 from ms2l_ray.data.container import SkeletonSet
+from ms2l_ray.data.kinematics import Motion
 from ms2l_ray.layouts import NTU25
 
-Keys = tuple[tuple[float, float], ...]  # (phase in [0, 1], value) keyframes; degrees, or metres for fwd/rise
-
-
-def _k(*flat: float) -> Keys:
-    """``_k(0, 0, .5, 90, 1, 0)`` → ``((0, 0), (.5, 90), (1, 0))``."""
-    return tuple(zip(flat[::2], flat[1::2], strict=True))
-
-
-def _both(**keys: Keys) -> dict[str, Keys]:
-    """The same limb keyframes on both sides (``sh_flex=…`` → ``l_sh_flex``, ``r_sh_flex``)."""
-    return {f"{side}_{dof}": v for side in "lr" for dof, v in keys.items()}
-
-
-_HOLD = _k(0, 0, 0.2, 1, 0.8, 1, 1, 0)  # default oscillation envelope: on while the pose is held
-
-
-@dataclass(frozen=True)
-class Motion:
-    """One person's part in an action: DOF keyframes plus oscillations ``dof -> (amplitude, cycles)`` gated by
-    ``env``. Keyframes are eased (smoothstep) so trajectories are C¹, as joint angles of real bodies are."""
-
-    keys: Mapping[str, Keys]
-    osc: Mapping[str, tuple[float, float]] = field(default_factory=dict)
-    env: Keys = _HOLD
-
-    def __post_init__(self) -> None:
-        for dof, keys in [*self.keys.items(), *((d, self.env) for d in self.osc)]:
-            phases = [p for p, _ in keys]
-            if dof not in kin.DOF_NAMES:
-                raise ValueError(f"unknown DOF {dof!r}; known: {kin.DOF_NAMES}")
-            if phases[0] != 0 or phases[-1] != 1 or any(b <= a for a, b in zip(phases, phases[1:])):
-                raise ValueError(f"keyframes of {dof!r} must rise strictly from phase 0 to 1, got {phases}")
+_k, _both = kin.keyframes, kin.both_sides  # short names for the catalogue below
 
 
 @dataclass(frozen=True)
@@ -80,8 +49,8 @@ class Action:
 
 _RAISE = Motion({"r_sh_abd": _k(0, 0, .15, 0, .7, 165, 1, 165), "r_sh_flex": _k(0, 0, .15, 0, .45, 25, .7, 5, 1, 5),
                  "r_elbow": _k(0, 5, .45, 30, .7, 5, 1, 5)})
-_SIT = Motion({"lean": _k(0, 0, .15, 0, .5, 35, .85, 15, 1, 15), "rise": _k(0, 0, .15, 0, .85, -.4, 1, -.4),
-               "fwd": _k(0, 0, .15, 0, .85, -.3, 1, -.3),
+_SIT = Motion({"lean": _k(0, 0, .15, 0, .5, 35, .85, 15, 1, 15), "rise": _k(0, 0, .15, 0, .85, -.37, 1, -.37),
+               "fwd": _k(0, 0, .15, 0, .85, -.38, 1, -.38),  # the pelvis moves back by a thigh: feet stay put
                **_both(hip_flex=_k(0, 0, .15, 0, .85, 90, 1, 90), knee=_k(0, 0, .15, 0, .85, 90, 1, 90),
                        sh_flex=_k(0, 0, .5, 35, .85, 10, 1, 10))})
 _WAVE = Motion({"r_sh_flex": _k(0, 0, .2, 85, .8, 85, 1, 0), "r_sh_abd": _k(0, 0, .2, 20, .8, 20, 1, 0),
@@ -89,21 +58,26 @@ _WAVE = Motion({"r_sh_flex": _k(0, 0, .2, 85, .8, 85, 1, 0), "r_sh_abd": _k(0, 0
 _KICK = Motion({"r_hip_flex": _k(0, 0, .25, 0, .4, 35, .55, 85, .7, 25, .85, 0, 1, 0),
                 "r_knee": _k(0, 0, .25, 0, .4, 85, .55, 5, .7, 60, .85, 0, 1, 0),
                 "lean": _k(0, 0, .4, 0, .55, -12, .85, 0, 1, 0), **_both(sh_abd=_k(0, 0, .4, 25, .85, 0, 1, 0))})
-_BOW = Motion({"lean": _k(0, 0, .2, 0, .45, 45, .6, 45, .85, 0, 1, 0), "chest": _k(0, 0, .2, 0, .45, 15, .6, 15, .85, 0, 1, 0),
-               "nod": _k(0, 0, .3, 0, .5, 20, .6, 20, .8, 0, 1, 0), **_both(sh_flex=_k(0, 0, .45, 20, .6, 20, .85, 0, 1, 0))})
+_BOW = Motion({"lean": _k(0, 0, .2, 0, .45, 45, .6, 45, .85, 0, 1, 0),
+               "chest": _k(0, 0, .2, 0, .45, 15, .6, 15, .85, 0, 1, 0),
+               "nod": _k(0, 0, .3, 0, .5, 20, .6, 20, .8, 0, 1, 0),
+               **_both(sh_flex=_k(0, 0, .45, 20, .6, 20, .85, 0, 1, 0))})
 _SHAKE = Motion({"r_sh_flex": _k(0, 0, .25, 0, .45, 55, .75, 55, .95, 0, 1, 0),
-                 "r_sh_abd": _k(0, 0, .45, -15, .75, -15, .95, 0, 1, 0), "r_elbow": _k(0, 5, .45, 35, .75, 35, .95, 5, 1, 5)},
+                 "r_sh_abd": _k(0, 0, .45, -15, .75, -15, .95, 0, 1, 0),  # turned in, towards the partner's hand
+                 "r_elbow": _k(0, 5, .45, 35, .75, 35, .95, 5, 1, 5)},
                 osc={"r_elbow": (10.0, 3.0)}, env=_k(0, 0, .45, 0, .5, 1, .7, 1, .75, 0, 1, 0))
 _PUSH = Motion({**_both(sh_flex=_k(0, 0, .2, 0, .4, 85, .6, 85, .85, 0, 1, 0),
                         elbow=_k(0, 5, .35, 100, .5, 10, .65, 10, .85, 5, 1, 5)),
                 "fwd": _k(0, 0, .35, 0, .55, .25, 1, .25), "lean": _k(0, 0, .3, 0, .5, 15, .85, 5, 1, 5)})
 _PUSHED = Motion({"fwd": _k(0, 0, .45, 0, .7, -.45, 1, -.45), "lean": _k(0, 0, .45, 0, .55, -20, .8, 0, 1, 0),
                   **_both(sh_abd=_k(0, 0, .45, 0, .6, 40, .9, 10, 1, 10), elbow=_k(0, 5, .5, 40, 1, 15))})
-_HUG = Motion({"fwd": _k(0, 0, .1, 0, .5, .45, 1, .45), **_both(
-    sh_flex=_k(0, 0, .3, 20, .6, 85, 1, 85), sh_abd=_k(0, 0, .4, 45, .7, -5, 1, -5), elbow=_k(0, 5, .5, 40, .75, 80, 1, 80))})
+_HUG = Motion({"fwd": _k(0, 0, .1, 0, .5, .5, 1, .5),
+               **_both(sh_flex=_k(0, 0, .3, 20, .6, 85, 1, 85), sh_abd=_k(0, 0, .4, 45, .7, -5, 1, -5),
+                       elbow=_k(0, 5, .5, 40, .75, 80, 1, 80))})
 _CLAP = Motion(_both(sh_flex=_k(0, 0, .2, 75, .8, 75, 1, 0), sh_abd=_k(0, 0, .2, 15, .8, 15, 1, 0),
                      elbow=_k(0, 5, .2, 30, .8, 30, 1, 5)), osc={"l_sh_abd": (20.0, 4.0), "r_sh_abd": (20.0, 4.0)})
-_TOUCH_HEAD = Motion({"r_sh_flex": _k(0, 0, .2, 0, .5, 110, .75, 110, 1, 0), "r_sh_abd": _k(0, 0, .5, 50, .75, 50, 1, 0),
+_TOUCH_HEAD = Motion({"r_sh_flex": _k(0, 0, .2, 0, .5, 110, .75, 110, 1, 0),
+                      "r_sh_abd": _k(0, 0, .5, 50, .75, 50, 1, 0),
                       "r_elbow": _k(0, 5, .2, 20, .5, 140, .75, 140, 1, 5), "nod": _k(0, 0, .5, 10, .75, 10, 1, 0)})
 _JUMP = Motion({"rise": _k(0, 0, .25, 0, .4, -.15, .5, .2, .6, -.15, .8, 0, 1, 0),
                 "lean": _k(0, 0, .4, 20, .5, 0, .6, 20, .8, 0, 1, 0),
@@ -119,16 +93,16 @@ ACTIONS: tuple[Action, ...] = (
     Action("wave_right_hand", _WAVE), Action("wave_left_hand", _WAVE, mirror=True),
     Action("kick_right", _KICK), Action("kick_left", _KICK, mirror=True),
     Action("bow", _BOW),
-    Action("handshake", _SHAKE, _SHAKE, 0.95), Action("push", _PUSH, _PUSHED, 0.85), Action("hug", _HUG, _HUG, 1.7),
+    Action("handshake", _SHAKE, _SHAKE, 0.95), Action("push", _PUSH, _PUSHED, 0.75), Action("hug", _HUG, _HUG, 1.7),
     Action("clap", _CLAP), Action("touch_head", _TOUCH_HEAD), Action("jump_up", _JUMP),
 )
 ALL_CLASS_NAMES: tuple[str, ...] = tuple(a.name for a in ACTIONS)
 CLASS_NAMES: tuple[str, ...] = ALL_CLASS_NAMES[:12]
 
-_COL = {name: i for i, name in enumerate(kin.DOF_NAMES)}
+_COL = {name: i for i, name in enumerate(kin.DOF_NAMES)}  # DOF name → column of a DOF array
 _ANGLES = slice(len(kin.TRANSLATION_DOFS), None)  # angle columns of a DOF array
 _LOG_LENGTH_STD = 0.35  # lognormal length spread: median 80 → 5–95 % ≈ 45–142 frames, NTU-like
-_CHUNK = 1024  # sequences rendered together; bounds temporary memory (fixed, so output never depends on it)
+_CHUNK = 64  # sequences rendered together, so temporaries stay in cache; fixed, so the output never depends on it
 
 
 @dataclass(frozen=True)
@@ -164,14 +138,6 @@ class SyntheticSpec:
     def view_angles(self) -> np.ndarray:
         """``[num_views]`` camera yaw in degrees, evenly over -45°..+45° (0° for a single camera)."""
         return np.linspace(-45.0, 45.0, self.num_views) if self.num_views > 1 else np.zeros(1)
-
-
-def _ease(u: np.ndarray, keys: Keys) -> np.ndarray:
-    """Smoothstep interpolation through keyframes, vectorised over ``u`` (flat at every key)."""
-    kp, kv = np.array([p for p, _ in keys]), np.array([v for _, v in keys])
-    i = np.clip(np.searchsorted(kp, u, side="right") - 1, 0, len(kp) - 2)
-    f = np.clip((u - kp[i]) / (kp[i + 1] - kp[i]), 0.0, 1.0)
-    return kv[i] + (kv[i + 1] - kv[i]) * f * f * (3.0 - 2.0 * f)  # type: ignore[no-any-return]
 
 
 @functools.cache
@@ -248,12 +214,7 @@ def _dof_values(u: np.ndarray, t: np.ndarray, s: np.ndarray, labels: np.ndarray,
         motion = action.actor if person == 0 else action.partner
         assert motion is not None, "second person rendered for a one-person class"
         uc = 1.0 - u[r] if action.reverse else u[r]
-        for dof, keys in motion.keys.items():
-            vals[r, _COL[dof]] = _ease(uc, keys)
-        env = _ease(uc, motion.env)
-        for dof, (amplitude, cycles) in motion.osc.items():
-            vals[r, _COL[dof]] += amplitude * env * np.sin(
-                2 * np.pi * cycles * draws["speed"][s[r]] * uc + draws["osc_phase"][s[r]])
+        vals[r] = motion.evaluate(uc, draws["speed"][s[r]], draws["osc_phase"][s[r]])
         if action.mirror:
             vals[r] = vals[r][:, kin.MIRROR_DOFS]
     vals = vals * draws["amp"][person, s] + draws["posture"][person, s]

@@ -160,8 +160,9 @@ def _linear(cfg: Config, data: SkeletonSet, splits: Splits, train_idx: np.ndarra
 def _hook(ctx: LoopContext, epoch: int, metrics: dict[str, float], model: nn.Module, opt: torch.optim.Optimizer,
           sched: Any, history: list[dict[str, float]], cfg: Config, best: dict[str, float]) -> None:
     def make_state() -> dict[str, Any]:
-        return {"kind": "evaluate", "epoch": epoch, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict(), "history": list(history), "config": to_dict(cfg), "best": dict(best)}
+        return copy.deepcopy({"kind": "evaluate", "epoch": epoch, "model": model.state_dict(),
+                              "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                              "history": list(history), "config": to_dict(cfg), "best": dict(best)})
 
     for hook in ctx.hooks:
         hook(epoch, metrics, make_state)

@@ -6,6 +6,7 @@ replays the same batches, augmentations and dropout masks as an uninterrupted on
 
 from __future__ import annotations
 
+import copy
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -139,9 +140,11 @@ def pretrain(cfg: Config, data: SkeletonSet, splits: Splits, ctx: LoopContext | 
             f"{k}={v:.4f}" for k, v in metrics.items() if k.startswith(("train_", "val_"))))
 
         def make_state(epoch: int = epoch) -> dict[str, Any]:
-            return {"kind": "pretrain", "epoch": epoch, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                    "scheduler": sched.state_dict(), "history": list(history), "config": to_dict(cfg),
-                    "num_features": data.num_features}
+            # Deep copies: state_dict() aliases live tensors that the next step would overwrite.
+            return copy.deepcopy({"kind": "pretrain", "epoch": epoch, "model": model.state_dict(),
+                                  "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                                  "history": list(history), "config": to_dict(cfg),
+                                  "num_features": data.num_features})
 
         for hook in ctx.hooks:
             hook(epoch, metrics, make_state)

@@ -176,7 +176,7 @@ def to_sample(skeleton: NtuSkeleton, path: str | Path, config: PreprocessConfig)
     persons = select_bodies(skeleton.bodies, max_persons=NUM_PERSONS, denoise=config.denoise,
                             max_noise_length=config.max_noise_length, spread_ratio=config.spread_ratio,
                             noise_frame_ratio=config.noise_frame_ratio)  # [M, T, V, C]
-    frames = persons.transpose(1, 0, 2, 3).reshape(persons.shape[1], -1)  # [T, M*V*C]
+    frames = persons.transpose(1, 0, 2, 3).reshape(persons.shape[1], NUM_PERSONS * NUM_JOINTS * 3)  # [T, M*V*C]
     occupied = np.flatnonzero(np.any(frames != 0, axis=1))
     if len(occupied) == 0:
         raise DataFormatError(path, "bodies", 0, "no body in any frame and not on a missing-skeleton list")

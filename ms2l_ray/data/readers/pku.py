@@ -20,12 +20,12 @@ import numpy as np
 
 from ms2l_ray.data.container import SkeletonSet
 from ms2l_ray.data.errors import DataFormatError
-from ms2l_ray.data.readers import ReadLog, Sample, assemble, check_finite, chunked
+from ms2l_ray.data.readers import ReadLog, Sample, assemble, check_finite, chunked, concat_sets
 from ms2l_ray.data.splits import GROUP_SEP
 
 NUM_PERSONS, NUM_JOINTS = 2, 25
 NUM_FEATURES = NUM_PERSONS * NUM_JOINTS * 3
-PART1_CLASSES = 51  # part II uses 41 of the same action ids
+PART1_CLASSES = 51  # labels are checked against this; part II has 41 actions (pass its own num_classes)
 VIEW_IDS = {"L": 1, "M": 2, "R": 3}
 SPLIT_FILES = {"pku-xsub": "cross-subject.txt", "pku-xview": "cross-view.txt"}
 _DIRS = {"skeleton": ("skeleton", "skeletons", "PKU_Skeleton_Renew", "Skeleton"),
@@ -164,8 +164,6 @@ def iter_pku(source: str | Path, *, num_classes: int = PART1_CLASSES, skip_bad: 
 
 def read_pku(source: str | Path, *, num_classes: int = PART1_CLASSES, skip_bad: bool = False) -> SkeletonSet:
     """All clips under ``source`` in one set (see :func:`iter_pku`)."""
-    from ms2l_ray.data.readers import concat_sets
-
     chunks: Sequence[SkeletonSet] = list(iter_pku(source, num_classes=num_classes, skip_bad=skip_bad))
     if not chunks:
         raise ValueError(f"{source}: no PKU-MMD clips found")

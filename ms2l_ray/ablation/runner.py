@@ -1,0 +1,275 @@
+"""Run an ablation grid: every cell × seed as one pipeline (pretrain + evaluations), tracked and resumable.
+
+MLflow tree: one parent run per ablation (``kind=ablation``), one child per cell-seed
+(``kind=ablation_cell``, tags ``cell``, ``seed``), and that cell-seed's pretrain and evaluation runs
+beneath it (``run_pipeline(..., parent=cell_seed_run, make_parent=False)``).
+
+Resume: ``<storage>/<name>/ms2l_ablation.json`` holds the parent run id. ``--resume`` reopens that parent,
+marks the runs a killed driver left RUNNING as KILLED, and runs only the cell-seeds without a FINISHED
+run — so a finished cell-seed is never run twice, and an interrupted one is rerun from scratch (a
+cell-seed's jobs are minutes; restoring half of one is not worth the bookkeeping).
+
+Concurrency: with ``max_concurrent > 1`` each cell-seed pipeline runs inside a zero-CPU Ray task (the
+Ray Train jobs it launches hold the resources), at most ``max_concurrent`` at a time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ms2l_ray.ablation.grid import Cell, Grid
+from ms2l_ray.ablation.table import CELL_KIND, PARENT_KIND, AblationTable, ablation_table, search_all
+from ms2l_ray.config import Config, ConfigError, config_hash
+from ms2l_ray.distributed.trainer import default_storage_path
+from ms2l_ray.orchestrate import Execution, Tracking
+from ms2l_ray.pipeline import Evaluation, run_pipeline
+from ms2l_ray.tracking.runs import RunLogger, RunRef, client, start_run
+from ms2l_ray.tracking.store import retrying
+
+RECORD = "ms2l_ablation.json"
+SUMMARY_KEYS = ("val_top1", "val_top5", "test_top1", "test_top5")
+
+
+@dataclass
+class AblationResult:
+    name: str
+    parent_run_id: str
+    table: AblationTable
+    ran: list[tuple[str, int]] = field(default_factory=list)
+    skipped: list[tuple[str, int]] = field(default_factory=list)
+    failed: list[tuple[str, int, str]] = field(default_factory=list)
+    wall_time_s: float = 0.0
+    out_dir: Path = Path(".")
+
+
+def record_path(storage_path: str | None, name: str) -> Path:
+    return Path(storage_path or default_storage_path()) / name / RECORD
+
+
+def _write_record(path: Path, record: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=1))
+    tmp.replace(path)
+
+
+def _driver_alive(record: dict[str, Any]) -> bool:
+    """True when the driver that wrote ``record`` still runs on this host (resuming it would race)."""
+    pid = record.get("driver_pid")
+    if record.get("host") != socket.gethostname() or not pid or pid == os.getpid():
+        return False
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return False
+    return "ablate" in cmdline or "ablation" in cmdline
+
+
+def _open_parent(grid: Grid, name: str, tracking: Tracking, path: Path, out_dir: Path,
+                 resume: bool) -> tuple[RunLogger, Path]:
+    """Create the parent run and its record, or (``resume``) reopen the recorded one."""
+    if resume:
+        if not path.exists():
+            raise FileNotFoundError(f"--resume: no ablation named {name!r} (missing {path}); pass the --name and "
+                                    f"--storage-path it was started with")
+        record = json.loads(path.read_text())
+        if record["tracking_uri"] != tracking.uri:
+            raise ConfigError(f"--resume: ablation {name!r} was tracked in {record['tracking_uri']}, "
+                              f"not {tracking.uri}")
+        if _driver_alive(record):
+            raise ConfigError(f"--resume: ablation {name!r} is still running (driver pid {record['driver_pid']})")
+        parent = RunLogger(RunRef(tracking.uri, record["parent_run_id"]))
+        parent.reopen()
+        parent.set_tags({"resumed": "true"})
+        record.update(driver_pid=os.getpid(), host=socket.gethostname(), resumed_at=time.strftime("%Y%m%d-%H%M%S"))
+        _write_record(path, record)
+        return parent, Path(record["out_dir"])
+    if path.exists():
+        raise ConfigError(f"an ablation named {name!r} already exists ({path}); pass --resume to continue it, "
+                          f"or another --name")
+    parent = start_run(tracking.uri, tracking.experiment, name, None,
+                       {"kind": PARENT_KIND, "ablation": grid.name, "ablation_name": name})
+    parent.log_params({"ablation.grid": grid.name, "ablation.source": grid.source, "ablation.preset": grid.preset,
+                       "ablation.seeds": ",".join(map(str, grid.seeds)),
+                       "ablation.cells": ",".join(c.name for c in grid.cells),
+                       "ablation.columns": ",".join(grid.metrics),
+                       "ablation.evaluations": ",".join(e.label for e in grid.evaluations)})
+    parent.log_text(yaml.safe_dump(grid.to_dict(), sort_keys=False), "ablation/grid.yaml")
+    _write_record(path, {"name": name, "parent_run_id": parent.run_id, "tracking_uri": tracking.uri,
+                         "experiment": tracking.experiment, "out_dir": str(out_dir), "grid": grid.to_dict(),
+                         "driver_pid": os.getpid(), "host": socket.gethostname(),
+                         "created": time.strftime("%Y%m%d-%H%M%S")})
+    return parent, out_dir
+
+
+def _plan(grid: Grid, tracking: Tracking, parent_id: str, log: Callable[[str], None]) -> tuple[list[tuple[Cell, int]],
+                                                                                              list[tuple[str, int]]]:
+    """Cell-seeds still to run; runs left RUNNING by a dead driver are marked KILLED on the way."""
+    c = client(tracking.uri)
+    exp_id = retrying(lambda: c.get_run(parent_id)).info.experiment_id
+    runs = search_all(tracking.uri, [exp_id], f"tags.ablation_run_id = '{parent_id}'")
+    done: dict[tuple[str, int], Any] = {}
+    for r in runs:
+        if r.info.status in ("RUNNING", "SCHEDULED"):
+            retrying(functools.partial(c.set_terminated, r.info.run_id, status="KILLED"))
+            t = r.data.tags
+            log(f"[ablate] marked {t.get('kind')} run {r.info.run_id} (cell {t.get('cell')}, seed {t.get('seed')}) "
+                f"KILLED: its driver is gone; the cell-seed reruns")
+        elif r.info.status == "FINISHED" and r.data.tags.get("kind") == CELL_KIND:
+            done[(r.data.tags["cell"], int(r.data.tags["seed"]))] = r
+    todo, skipped = [], []
+    for cell, seed in grid.cell_seeds():
+        run = done.get((cell.name, seed))
+        if run is None:
+            todo.append((cell, seed))
+            continue
+        want = config_hash(grid.cell_config(cell, seed))
+        if run.data.tags.get("config_hash") != want:
+            raise ConfigError(f"--resume: cell {cell.name!r} seed {seed} finished with another config "
+                              f"(hash {run.data.tags.get('config_hash')} vs {want} now): the grid or --set changed "
+                              f"since the ablation started; start a new ablation with another --name")
+        skipped.append((cell.name, seed))
+    return todo, skipped
+
+
+def _pipeline(cfg: Config, evaluations: list[Evaluation], name: str, out_dir: str, tracking: Tracking,
+              execution: Execution, cell_ref: RunRef, tags: dict[str, Any]) -> dict[str, float]:
+    """One cell-seed: pretrain + evaluations under the cell-seed run; returns the summary metrics."""
+    result = run_pipeline(cfg, evaluations, name=name, out_root=Path(out_dir), tracking=tracking,
+                          execution=execution, parent=RunLogger(cell_ref), tags=tags, make_parent=False)
+    summary = {f"{lab}.{k}": v for lab, m in result.evaluations.items() for k, v in m.items() if k in SUMMARY_KEYS}
+    summary.update({f"pretrain.{k}": v for k, v in result.pretrain.items() if k.startswith("train_")})
+    return summary
+
+
+class _CellSeedJobs:
+    """Starts and finishes cell-seed runs; runs pipelines in-process or as Ray tasks."""
+
+    def __init__(self, grid: Grid, name: str, tracking: Tracking, execution: Execution, parent: RunLogger,
+                 out_dir: Path, log: Callable[[str], None]) -> None:
+        self.grid, self.name, self.tracking, self.execution = grid, name, tracking, execution
+        self.parent, self.out_dir, self.log = parent, out_dir, log
+        self.ran: list[tuple[str, int]] = []
+        self.failed: list[tuple[str, int, str]] = []
+
+    def start(self, cell: Cell, seed: int) -> tuple[RunLogger, tuple[Any, ...]]:
+        cfg = self.grid.cell_config(cell, seed)
+        tags = {"cell": cell.name, "seed": seed, "ablation": self.grid.name, "ablation_run_id": self.parent.run_id}
+        run = start_run(self.tracking.uri, self.tracking.experiment, f"{self.name}-{cell.name}-s{seed}", self.parent,
+                        {"kind": CELL_KIND, "config_hash": config_hash(cfg), **tags})
+        run.log_params({"cell": cell.name, "seed": seed, "cell.delta": json.dumps(cell.delta, sort_keys=True)})
+        out = (self.out_dir / cell.name / f"seed{seed}").resolve()
+        return run, (cfg, self.grid.evaluations, f"{self.name}-{cell.name}-s{seed}", str(out), self.tracking,
+                     self.execution, run.ref, tags)
+
+    def finish(self, cell: Cell, seed: int, run: RunLogger, t0: float, summary: dict[str, float] | None,
+               error: BaseException | None, total: int) -> None:
+        if error is None and summary is not None:
+            run.log_metrics(summary, step=0)
+            run.end("FINISHED")
+            self.ran.append((cell.name, seed))
+            shown = " ".join(f"{k}={v:.2f}" for k, v in summary.items() if k.endswith("top1"))
+            self.log(f"[ablate] {len(self.ran)}/{total} cell={cell.name} seed={seed}: {shown} "
+                     f"({time.perf_counter() - t0:.0f}s)")
+        else:
+            run.end("KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED")
+            self.failed.append((cell.name, seed, repr(error)))
+            self.log(f"[ablate] cell={cell.name} seed={seed} FAILED: {error!r}")
+
+    def sequential(self, todo: list[tuple[Cell, int]]) -> None:
+        for cell, seed in todo:
+            run, args = self.start(cell, seed)
+            t0 = time.perf_counter()
+            try:
+                summary = _pipeline(*args)
+            except KeyboardInterrupt as exc:
+                self.finish(cell, seed, run, t0, None, exc, len(todo))
+                raise
+            except Exception as exc:  # noqa: BLE001 - one failing cell must not lose the others
+                self.finish(cell, seed, run, t0, None, exc, len(todo))
+                continue
+            self.finish(cell, seed, run, t0, summary, None, len(todo))
+
+    def concurrent(self, todo: list[tuple[Cell, int]], max_concurrent: int) -> None:
+        import ray
+
+        task = ray.remote(num_cpus=0, max_retries=0)(_pipeline)
+        queue = list(todo)
+        running: dict[Any, tuple[Cell, int, RunLogger, float]] = {}
+        try:
+            while queue or running:
+                while queue and len(running) < max_concurrent:
+                    cell, seed = queue.pop(0)
+                    run, args = self.start(cell, seed)
+                    running[task.remote(*args)] = (cell, seed, run, time.perf_counter())
+                ready, _ = ray.wait(list(running), num_returns=1)
+                cell, seed, run, t0 = running.pop(ready[0])
+                try:
+                    summary, error = ray.get(ready[0]), None
+                except Exception as exc:  # noqa: BLE001 - recorded on the cell-seed run, others continue
+                    summary, error = None, exc
+                self.finish(cell, seed, run, t0, summary, error, len(todo))
+        except KeyboardInterrupt as exc:
+            for ref, (cell, seed, run, t0) in running.items():
+                ray.cancel(ref, force=True)
+                self.finish(cell, seed, run, t0, None, exc, len(todo))
+            raise
+
+
+def _publish(parent: RunLogger, table: AblationTable, out_dir: Path) -> None:
+    """Table as Markdown + CSV (local and on the parent run) and per-cell mean/std as parent metrics."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "table.md").write_text(table.to_markdown())
+    (out_dir / "table.csv").write_text(table.to_csv())
+    parent.log_artifact(out_dir / "table.md", "ablation")
+    parent.log_artifact(out_dir / "table.csv", "ablation")
+    metrics: dict[str, float] = {}
+    for row in table.rows:
+        metrics[f"{row.cell}.n"] = row.n
+        for col in table.columns:
+            for stat, value in (("mean", row.mean(col)), ("std", row.std(col))):
+                if value == value:  # not NaN
+                    metrics[f"{row.cell}.{col}.{stat}"] = value
+    parent.log_metrics(metrics, step=0)
+
+
+def run_ablation(grid: Grid, *, name: str, tracking: Tracking, execution: Execution, out_dir: Path,
+                 resume: bool = False, max_concurrent: int | None = None,
+                 log: Callable[[str], None] = print) -> AblationResult:
+    """Run (or resume) every cell-seed of ``grid``, then build the table from MLflow and log it."""
+    t0 = time.perf_counter()
+    storage = execution.storage_path or default_storage_path()
+    execution = dataclasses.replace(execution, storage_path=storage)  # absolute: Ray tasks have another cwd
+    parent, out_dir = _open_parent(grid, name, tracking, record_path(storage, name), out_dir.resolve(), resume)
+    jobs = _CellSeedJobs(grid, name, tracking, execution, parent, out_dir, log)
+    try:
+        todo, skipped = _plan(grid, tracking, parent.run_id, log)
+        concurrent = max(1, max_concurrent or grid.max_concurrent)
+        log(f"[ablate] {name}: {len(grid.cells)} cells × {len(grid.seeds)} seeds; {len(skipped)} finished, "
+            f"{len(todo)} to run ({concurrent} at a time); parent run {parent.run_id}")
+        if concurrent > 1 and len(todo) > 1:
+            jobs.concurrent(todo, concurrent)
+        else:
+            jobs.sequential(todo)
+        table = ablation_table(tracking.uri, parent.run_id, grid.metrics)
+        _publish(parent, table, out_dir)
+        parent.end("FAILED" if jobs.failed else "FINISHED")
+    except KeyboardInterrupt:
+        parent.end("KILLED")
+        raise
+    except BaseException:
+        parent.end("FAILED")
+        raise
+    return AblationResult(name, parent.run_id, table, jobs.ran, skipped, jobs.failed, time.perf_counter() - t0,
+                          out_dir)

@@ -1,0 +1,356 @@
+"""``ms2l report``: a Markdown + self-contained HTML report of an ablation, a search or an experiment run.
+
+Everything is read back from MLflow, never from a driver's memory, so a report can be built any time
+after the fact, for runs made by other commands. A run's *kind* tag picks the section:
+
+- ``ablation``: the mean ± std table (recomputed by :mod:`ms2l_ray.ablation.table`), bars with error bars
+  per metric, and pretraining loss curves per task (mean ± std over seeds, a line per cell);
+- ``search`` (or any parent whose children carry ``trial_id``): the best trials, objective vs trial,
+  parameter importance (from a ``param_importance.csv`` artifact, when the search logged one), parallel
+  coordinates of the best trials, and the best trials' pretraining loss curves;
+- anything else (an ``ms2l run`` experiment): its child runs and pretraining loss curves.
+
+The report is written to ``--out`` and logged as the parent run's ``report/`` artifacts (``report.md``,
+``report.html``, the PNGs). The Markdown links the PNGs beside it; the HTML embeds them as base64.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import functools
+import html
+import io
+import re
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ms2l_ray.report import plots
+from ms2l_ray.tracking.runs import RunLogger, RunRef, client
+from ms2l_ray.tracking.store import retrying
+
+TASK_LOSSES = ("train_loss", "train_motion_loss", "train_jigsaw_loss", "train_contrastive_loss")
+RUN_ID = re.compile(r"[0-9a-f]{32}")
+REPORT_KINDS = ("ablation", "search")
+
+
+@dataclass
+class Section:
+    """One parent run's part of a report: blocks in order and the PNG figures they name."""
+
+    title: str
+    run_id: str
+    blocks: list[tuple[str, Any]] = field(default_factory=list)  # ("p", str) | ("table", (head, rows)) | ("img", name)
+    figures: dict[str, bytes] = field(default_factory=dict)
+
+    def text(self, s: str) -> None:
+        self.blocks.append(("p", s))
+
+    def table(self, head: list[str], rows: list[list[str]]) -> None:
+        self.blocks.append(("table", (head, rows)))
+
+    def figure(self, name: str, png: bytes | None, caption: str) -> None:
+        if png is None:
+            return
+        self.figures[name] = png
+        self.blocks.append(("img", (name, caption)))
+
+
+def _children(c: Any, run: Any, extra: str = "") -> list[Any]:
+    from ms2l_ray.ablation.table import search_all
+
+    flt = f"tags.mlflow.parentRunId = '{run.info.run_id}'" + (f" and {extra}" if extra else "")
+    runs = search_all(c.tracking_uri, [run.info.experiment_id], flt)
+    return sorted(runs, key=lambda r: r.info.start_time or 0)
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+# ----------------------------------------------------------------------------------------------- curves
+def pretrain_curves(c: Any, groups: dict[str, list[str]]) -> bytes | None:
+    """Loss curves of pretrain runs: per task loss, a line per group (mean ± std over its runs per epoch)."""
+    per: dict[str, dict[str, tuple[list[float], list[float], list[float]]]] = {}
+    for group, run_ids in groups.items():
+        hist: dict[str, list[dict[int, float]]] = {}
+        for rid in run_ids:
+            metrics = retrying(functools.partial(c.get_run, rid)).data.metrics
+            for key in (k for k in TASK_LOSSES if k in metrics):
+                points = retrying(functools.partial(c.get_metric_history, rid, key))
+                hist.setdefault(key, []).append({m.step: m.value for m in sorted(points, key=lambda m: m.timestamp)})
+        for key, series in hist.items():
+            steps = sorted({s for h in series for s in h})
+            vals = [[h[s] for h in series if s in h] for s in steps]
+            std = [float(np.std(v, ddof=1)) if len(v) > 1 else 0.0 for v in vals]
+            per.setdefault(key, {})[group] = ([float(s) for s in steps], [float(np.mean(v)) for v in vals], std)
+    if not per:
+        return None
+    return plots.loss_curves({k: per[k] for k in TASK_LOSSES if k in per})
+
+
+# --------------------------------------------------------------------------------------------- sections
+def ablation_section(c: Any, run: Any) -> Section:
+    from ms2l_ray.ablation.table import ablation_table, fetch_cell_seed_runs
+
+    p = run.data.params
+    sec = Section(f"Ablation {run.info.run_name}", run.info.run_id)
+    sec.text(f"Grid `{p.get('ablation.grid', '?')}` (preset `{p.get('ablation.preset', '?')}`, seeds "
+             f"{p.get('ablation.seeds', '?')}, evaluations {p.get('ablation.evaluations', '?')}); parent run "
+             f"`{run.info.run_id}`, status {run.info.status}.")
+    table = ablation_table(c.tracking_uri, run.info.run_id)
+    head, rows = table.text_rows()
+    sec.table(head, rows)
+    sec.text(table.footnote())
+    if table.rows:
+        cells = [r.cell for r in table.rows]
+        means = {col: [r.mean(col) for r in table.rows] for col in table.columns}
+        stds = {col: [r.std(col) for r in table.rows] for col in table.columns}
+        png = plots.ablation_bars(cells, table.columns, means, stds, [r.n for r in table.rows])
+        sec.figure("ablation_bars.png", png, "Mean per cell with ± std error bars over seeds (n under each bar).")
+    results = fetch_cell_seed_runs(c.tracking_uri, run.info.run_id)
+    groups: dict[str, list[str]] = {}
+    for r in results:
+        if r.status == "FINISHED" and r.pretrain_run_id:
+            groups.setdefault(r.cell, []).append(r.pretrain_run_id)
+    sec.figure("pretrain_losses.png", pretrain_curves(c, groups),
+               "Pretraining losses per task (mean ± std over seeds); a task switched off logs no curve.")
+    sec.text("Cell-seed runs:")
+    sec.table(["cell", "seed", "status", "run id"], [[r.cell, str(r.seed), r.status, f"`{r.run_id}`"] for r in results])
+    return sec
+
+
+def _search_mode(run: Any) -> tuple[str, str]:
+    """(mode, metric) from the parent's tags/params (``mode``/``direction``, ``metric``); default max."""
+    items = {**run.data.params, **run.data.tags}
+    mode, metric = "max", "objective"
+    for k, v in items.items():
+        leaf = k.rpartition(".")[2]
+        if leaf in ("mode", "direction") and str(v).lower() in ("min", "minimize", "max", "maximize"):
+            mode = "min" if str(v).lower().startswith("min") else "max"
+        elif leaf == "metric" and v:
+            metric = str(v)
+    return mode, metric
+
+
+def _artifact_file(c: Any, run_id: str, name: str, path: str | None = None, depth: int = 0) -> str | None:
+    """Path of the first artifact called ``name`` (searched two folders deep)."""
+    for f in retrying(lambda: c.list_artifacts(run_id, path)):
+        if f.is_dir and depth < 2:
+            found = _artifact_file(c, run_id, name, f.path, depth + 1)
+            if found:
+                return found
+        elif f.path.rpartition("/")[2] == name:
+            return str(f.path)
+    return None
+
+
+def _read_csv_artifact(c: Any, run_id: str, name: str) -> list[dict[str, str]] | None:
+    path = _artifact_file(c, run_id, name)
+    if path is None:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        local = retrying(lambda: c.download_artifacts(run_id, path, tmp))
+        return list(csv.DictReader(io.StringIO(Path(local).read_text())))
+
+
+def _importance(rows: list[dict[str, str]]) -> tuple[list[str], list[float]] | None:
+    """The name column (first non-numeric) and value column (first numeric) of a parameter-importance CSV."""
+    if not rows:
+        return None
+    cols = list(rows[0])
+
+    def numeric(col: str) -> bool:
+        try:
+            [float(r[col]) for r in rows]
+        except (TypeError, ValueError):
+            return False
+        return True
+
+    name_col = next((k for k in cols if not numeric(k)), None)
+    value_col = next((k for k in cols if numeric(k)), None)
+    if name_col is None or value_col is None:
+        return None
+    return [r[name_col] for r in rows], [float(r[value_col]) for r in rows]
+
+
+def search_section(c: Any, run: Any, top_k: int) -> Section:
+    mode, metric = _search_mode(run)
+    sec = Section(f"Search {run.info.run_name}", run.info.run_id)
+    trials = [r for r in _children(c, run) if "trial_id" in r.data.tags or "objective" in r.data.metrics]
+    scored = [r for r in trials if "objective" in r.data.metrics]
+    sec.text(f"Parent run `{run.info.run_id}`, status {run.info.status}: {len(trials)} trials, {len(scored)} with an "
+             f"objective ({metric}, {mode}).")
+    if not scored:
+        return sec
+    sign = 1.0 if mode == "max" else -1.0
+    ranked = sorted(scored, key=lambda r: -sign * r.data.metrics["objective"])
+    best = ranked[:top_k]
+    varying = sorted(k for k in {k for r in scored for k in r.data.params}
+                     if len({r.data.params.get(k) for r in scored}) > 1)
+    head = ["rank", "trial", "objective", "status"] + varying
+    sec.table(head, [[str(i + 1), r.data.tags.get("trial_id", r.info.run_name), _fmt(r.data.metrics["objective"]),
+                      r.info.status] + [r.data.params.get(k, "") for k in varying] for i, r in enumerate(best)])
+    sec.figure("search_history.png", plots.search_history([r.data.metrics["objective"] for r in scored], mode, metric),
+               f"Objective ({metric}) per trial in start order, with the best so far.")
+    imp_rows = _read_csv_artifact(c, run.info.run_id, "param_importance.csv")
+    imp = _importance(imp_rows) if imp_rows else None
+    if imp:
+        sec.figure("param_importance.png", plots.importance_bars(*imp), "Parameter importance (from the search).")
+    if varying and len(best) > 1:
+        sec.figure("parallel_coordinates.png",
+                   plots.parallel_coordinates(varying, [r.data.params for r in best],
+                                              [r.data.metrics["objective"] for r in best], mode),
+                   f"Parallel coordinates of the {len(best)} best trials (colour: objective; thick: best).")
+    groups: dict[str, list[str]] = {}
+    for r in best[:5]:
+        pre = [j.info.run_id for j in _children(c, r) if j.data.tags.get("kind") == "pretrain"
+               and j.info.status == "FINISHED"]
+        if pre:
+            groups[f"trial {r.data.tags.get('trial_id', r.info.run_name)}"] = pre
+    sec.figure("pretrain_losses.png", pretrain_curves(c, groups), "Pretraining losses per task of the best trials.")
+    return sec
+
+
+def runs_section(c: Any, run: Any) -> Section:
+    """Generic parent (e.g. ``ms2l run``): its child runs and their pretraining curves."""
+    sec = Section(f"Run {run.info.run_name}", run.info.run_id)
+    kids = _children(c, run)
+    sec.text(f"Run `{run.info.run_id}` (kind {run.data.tags.get('kind', '?')}), status {run.info.status}, "
+             f"{len(kids)} child runs.")
+    keys = ("val_top1", "val_top5", "test_top1", "test_top5", "train_loss")
+    sec.table(["run", "kind", "evaluation", "status"] + list(keys),
+              [[k.info.run_name, k.data.tags.get("kind", ""), k.data.tags.get("evaluation", ""), k.info.status]
+               + [_fmt(k.data.metrics[m]) if m in k.data.metrics else "" for m in keys] for k in kids])
+    pre = {k.info.run_name: [k.info.run_id] for k in kids if k.data.tags.get("kind") == "pretrain"}
+    sec.figure("pretrain_losses.png", pretrain_curves(c, pre), "Pretraining losses per task.")
+    return sec
+
+
+def section_for(c: Any, run: Any, top_k: int = 10) -> Section:
+    kind = run.data.tags.get("kind")
+    if kind == "ablation":
+        return ablation_section(c, run)
+    if kind == "search" or any("trial_id" in r.data.tags for r in _children(c, run)):
+        return search_section(c, run, top_k)
+    return runs_section(c, run)
+
+
+# -------------------------------------------------------------------------------------------- rendering
+def _md_table(head: list[str], rows: list[list[str]]) -> str:
+    esc = [[x.replace("|", "\\|") for x in r] for r in rows]
+    return "\n".join(["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * len(head)) + "|"]
+                     + ["| " + " | ".join(r) + " |" for r in esc])
+
+
+def render_markdown(title: str, sections: list[Section], prefix: dict[str, str]) -> str:
+    out = [f"# {title}", "", f"Generated {time.strftime('%Y-%m-%d %H:%M:%S')} from MLflow.", ""]
+    for s in sections:
+        out += [f"## {s.title}", ""]
+        for kind, content in s.blocks:
+            if kind == "p":
+                out += [content, ""]
+            elif kind == "table":
+                out += [_md_table(*content), ""]
+            else:
+                name, caption = content
+                out += [f"![{caption}]({prefix[s.run_id]}{name})", "", f"*{caption}*", ""]
+    return "\n".join(out)
+
+
+def _inline(text: str) -> str:
+    """Markdown ``**bold**`` and `` `code` `` → HTML, the rest escaped."""
+    t = html.escape(text)
+    t = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", t)
+    return re.sub(r"`(.+?)`", r"<code>\1</code>", t)
+
+
+def render_html(title: str, sections: list[Section]) -> str:
+    """Self-contained: figures as base64 data URIs."""
+    css = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
+           "table{border-collapse:collapse;margin:.5em 0;font-size:13px}"
+           "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}td:first-child,th:first-child{text-align:left}"
+           "img{max-width:100%}figcaption{font-size:12px;color:#555}code{font-size:12px}")
+    out = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+           f"<style>{css}</style></head><body><h1>{html.escape(title)}</h1>"]
+    for s in sections:
+        out.append(f"<h2>{html.escape(s.title)}</h2>")
+        for kind, content in s.blocks:
+            if kind == "p":
+                out.append(f"<p>{_inline(content)}</p>")
+            elif kind == "table":
+                head, rows = content
+                out.append("<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"
+                           + "".join("<tr>" + "".join(f"<td>{_inline(x)}</td>" for x in r) + "</tr>" for r in rows)
+                           + "</table>")
+            else:
+                name, caption = content
+                data = base64.b64encode(s.figures[name]).decode()
+                out.append(f"<figure><img alt='{html.escape(caption)}' src='data:image/png;base64,{data}'>"
+                           f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+    out.append("</body></html>")
+    return "\n".join(out)
+
+
+def write_report(out_dir: Path, title: str, sections: list[Section]) -> tuple[Path, Path]:
+    """``report.md`` + ``report.html`` + PNGs in ``out_dir`` (PNG names prefixed per run when there are several)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    prefix = {s.run_id: (f"{s.run_id[:8]}_" if len(sections) > 1 else "") for s in sections}
+    for s in sections:
+        for name, png in s.figures.items():
+            (out_dir / f"{prefix[s.run_id]}{name}").write_bytes(png)
+    md, page = out_dir / "report.md", out_dir / "report.html"
+    md.write_text(render_markdown(title, sections, prefix))
+    page.write_text(render_html(title, sections))
+    return md, page
+
+
+# ------------------------------------------------------------------------------------------------ entry
+def resolve_targets(c: Any, target: str) -> tuple[str, list[Any]]:
+    """A run id → that run; an experiment name → its top-level ablation/search runs (else its top-level runs)."""
+    if RUN_ID.fullmatch(target):
+        try:
+            run = retrying(lambda: c.get_run(target))
+        except Exception as exc:  # noqa: BLE001 - MLflow raises its own error type for a missing run
+            if "not found" not in str(exc).lower() and "RESOURCE_DOES_NOT_EXIST" not in str(exc):
+                raise
+        else:
+            return f"Report: {run.info.run_name}", [run]
+    exp = retrying(lambda: c.get_experiment_by_name(target))
+    if exp is None:
+        names = sorted(e.name for e in retrying(lambda: c.search_experiments()))
+        raise ValueError(f"{target!r} is neither a run id nor an experiment name; experiments: {names}")
+    from ms2l_ray.ablation.table import search_all
+
+    runs = search_all(c.tracking_uri, [exp.experiment_id], "")
+    top = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    chosen = [r for r in top if r.data.tags.get("kind") in REPORT_KINDS] or top
+    if not chosen:
+        raise ValueError(f"experiment {target!r} has no runs")
+    return f"Report: experiment {target}", sorted(chosen, key=lambda r: -(r.info.start_time or 0))
+
+
+def attach(tracking_uri: str, section: Section, title: str) -> None:
+    """Log one run's own report (md, html, PNGs) as its ``report/`` artifacts."""
+    with tempfile.TemporaryDirectory() as tmp:
+        write_report(Path(tmp), title, [section])
+        RunLogger(RunRef(tracking_uri, section.run_id)).log_artifacts(tmp, "report")
+
+
+def build_report(target: str, *, tracking_uri: str, out_dir: Path | None = None, attach_to_runs: bool = True,
+                 top_k: int = 10) -> list[Path]:
+    """Build the report of ``target`` (run id or experiment name); return the local files written."""
+    c = client(tracking_uri)
+    title, runs = resolve_targets(c, target)
+    sections = [section_for(c, r, top_k) for r in runs]
+    out = out_dir or Path("reports") / re.sub(r"[^A-Za-z0-9_.-]", "_", target)
+    md, page = write_report(out, title, sections)
+    if attach_to_runs:
+        for s in sections:
+            attach(tracking_uri, s, f"Report: {s.title}")
+    return [md, page] + sorted(out.glob("*.png"))

@@ -1,0 +1,97 @@
+"""The search's MLflow tree: parent (kind=search) → one run per trial (kind=trial) → its pretrain and evaluation.
+
+Trial processes can die without a ``finally`` — ASHA stops a trial by ending its actor, a killed driver takes its
+trials with it — so runs are closed from the outside too: :class:`TrialRunsCallback` (on the Tune driver) closes
+the runs of trials that were cut or failed, and :func:`close_orphans` closes what a killed driver left behind.
+A trial run is found again by its ``trial_id`` tag under the parent; that is how a resumed search avoids
+duplicating a trial that already finished.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ray.tune import Callback
+
+from ms2l_ray.tracking.runs import RunLogger, RunRef, client
+from ms2l_ray.tracking.store import retrying
+
+TRIAL_KIND = "trial"
+OUTCOME = "outcome"  # tag on a trial run: finished | early_stopped | rejected | failed | orphaned
+
+
+@dataclass(frozen=True)
+class SearchRuns:
+    """Where the tree lives (plain strings: travels to trial actors and into Tune's pickled callbacks)."""
+
+    tracking_uri: str
+    parent_run_id: str
+
+    def _client(self) -> Any:
+        return client(self.tracking_uri)
+
+    def _search(self, filter_string: str) -> list[Any]:
+        c = self._client()
+        exp = retrying(lambda: c.get_run(self.parent_run_id)).info.experiment_id
+        return list(retrying(lambda: c.search_runs([exp], filter_string, max_results=5000)))
+
+    def children(self, run_id: str) -> list[Any]:
+        return self._search(f"tags.mlflow.parentRunId = '{run_id}'")
+
+    def trial_runs(self) -> list[Any]:
+        return [r for r in self.children(self.parent_run_id) if r.data.tags.get("kind") == TRIAL_KIND]
+
+    def find_trial(self, trial_id: str) -> Any | None:
+        """The trial's run (the most recent one, should an old driver have left two)."""
+        runs = [r for r in self.trial_runs() if r.data.tags.get("trial_id") == trial_id]
+        return max(runs, key=lambda r: r.info.start_time) if runs else None
+
+    def logger(self, run_id: str) -> RunLogger:
+        return RunLogger(RunRef(self.tracking_uri, run_id))
+
+    def close_children(self, run_id: str, status: str = "KILLED") -> None:
+        """End the still-RUNNING jobs under a trial run (their process is gone)."""
+        for r in self.children(run_id):
+            if r.info.status == "RUNNING":
+                self.logger(r.info.run_id).end(status)
+
+    def close_trial(self, trial_id: str, outcome: str, status: str, metrics: dict[str, float] | None = None) -> None:
+        """Close a trial run that its own process could not close; a FINISHED run is left alone."""
+        run = self.find_trial(trial_id)
+        if run is None or run.info.status == "FINISHED":
+            return
+        log = self.logger(run.info.run_id)
+        self.close_children(run.info.run_id)
+        log.set_tags({OUTCOME: outcome})
+        if metrics:
+            log.log_metrics(metrics, step=0)
+        log.end(status)
+
+    def close_orphans(self, known_trial_ids: set[str]) -> int:
+        """Trial runs that no Tune trial will ever finish (created just before a driver was killed)."""
+        n = 0
+        for r in self.trial_runs():
+            if r.info.status == "RUNNING" and r.data.tags.get("trial_id") not in known_trial_ids:
+                self.close_children(r.info.run_id)
+                self.logger(r.info.run_id).set_tags({OUTCOME: "orphaned"})
+                self.logger(r.info.run_id).end("KILLED")
+                n += 1
+        return n
+
+
+class TrialRunsCallback(Callback):  # type: ignore[misc]
+    """Driver-side: close the MLflow runs of trials ASHA cut (FINISHED, outcome=early_stopped) or that failed."""
+
+    def __init__(self, runs: SearchRuns, objective: str, final: str) -> None:
+        self.runs, self.objective, self.final = runs, objective, final
+
+    def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        last = trial.last_result or {}
+        if last.get(self.final) or self.objective not in last:
+            return  # finished (closed by the trial itself) or rejected (closed by the trial itself)
+        metrics = {"stopped_at_epoch": float(last.get("epoch", 0)), "last_proxy": float(last[self.objective])}
+        self.runs.close_trial(trial.trial_id, "early_stopped", "FINISHED", metrics)
+
+    def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        self.runs.close_trial(trial.trial_id, "failed", "FAILED")

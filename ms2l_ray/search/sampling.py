@@ -1,0 +1,102 @@
+"""Optuna behind Ray Tune: the define-by-run space, the seeded sampler, and how trial outcomes are told to Optuna.
+
+One metric name, two meanings (the "objective trick"). Every result a trial reports to Tune carries the key
+:data:`OBJECTIVE`:
+
+- during pretraining it is the cheap proxy (KNN top-1 on frozen validation features, ``val_knn_top1``),
+  reported at each ASHA rung, so ASHA compares trials on it and cuts the weak ones;
+- after the linear evaluation the trial's last report sets it to that job's *validation* top-1 and adds
+  :data:`FINAL`; that is the value Optuna learns from.
+
+:class:`ObjectiveOptunaSearch` makes the split explicit: a trial that ends without a ``FINAL`` result (cut by
+ASHA, or rejected as an invalid config) is told to Optuna as PRUNED — its proxy values stay as intermediate
+values, which TPE uses to rank pruned trials — and never as a COMPLETE trial whose value is a KNN accuracy.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray.tune.search.optuna import OptunaSearch
+
+from ms2l_ray.search.space import Param, SamplerSpec, SearchSpace
+
+OBJECTIVE = "objective"  # the one metric Tune, ASHA and Optuna see
+FINAL = "objective_is_final"  # 1.0 in the last report: OBJECTIVE is the evaluation metric, not the proxy
+PHASE = "phase"  # "pretrain" (proxy) or the evaluation label (final)
+
+
+class SpaceSampler:
+    """Optuna define-by-run function for a :class:`SearchSpace` (a class, not a closure: Tune pickles it).
+
+    Parameters are suggested in file order; one whose ``when`` fails is not suggested at all, so Optuna
+    sees a conditional space (``tasks.temperature`` exists only in trials with a contrastive task).
+    """
+
+    def __init__(self, parameters: tuple[Param, ...]) -> None:
+        self.parameters = parameters
+
+    def __call__(self, trial: Any) -> None:
+        values: dict[str, Any] = {}
+        for p in self.parameters:
+            if p.active(values):
+                values[p.key] = suggest(trial, p)
+
+
+def suggest(trial: Any, p: Param) -> Any:
+    """One Optuna suggestion for ``p`` (the Optuna parameter name is the dotted config path)."""
+    if p.type == "categorical":
+        return trial.suggest_categorical(p.key, list(p.choices))
+    if p.type == "int":
+        return trial.suggest_int(p.key, int(p.low), int(p.high), step=p.step, log=p.log)  # type: ignore[arg-type]
+    return trial.suggest_float(p.key, float(p.low), float(p.high), log=p.type == "loguniform")  # type: ignore[arg-type]
+
+
+def make_sampler(spec: SamplerSpec) -> Any:
+    """Seeded Optuna sampler. ``multivariate_tpe`` uses ``group=True`` so conditional parameters are modelled
+    within the sub-spaces where they exist."""
+    import optuna
+
+    if spec.type == "random":
+        return optuna.samplers.RandomSampler(seed=spec.seed)
+    multivariate = spec.type == "multivariate_tpe"
+    return optuna.samplers.TPESampler(seed=spec.seed, n_startup_trials=spec.n_startup_trials,
+                                      multivariate=multivariate, group=multivariate)
+
+
+class ObjectiveOptunaSearch(OptunaSearch):  # type: ignore[misc]
+    """``OptunaSearch`` that completes a trial only on its final (evaluation) objective; see the module doc."""
+
+    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
+        if result is not None and not result.get(FINAL):
+            result = {k: v for k, v in result.items() if k != self.metric}  # → PRUNED, not COMPLETE
+        super().on_trial_complete(trial_id, result=result, error=error)
+
+
+def make_search_alg(space: SearchSpace, study_name: str, storage_url: str | None) -> Any:
+    """The Tune search algorithm: Optuna with the space's sampler, persisted in ``storage_url`` (SQLite) when given.
+
+    Persisting the study is what lets importance be computed after the search — and after a resume — from
+    every trial Optuna was told about, not just the ones this driver process saw.
+    """
+    import optuna
+
+    storage = optuna.storages.RDBStorage(storage_url) if storage_url else None
+    return ObjectiveOptunaSearch(space=SpaceSampler(space.parameters), metric=OBJECTIVE, mode=space.mode,
+                                sampler=make_sampler(space.sampler), study_name=study_name, storage=storage,
+                                points_to_evaluate=[dict(p) for p in space.points_to_evaluate] or None)
+
+
+def make_scheduler(space: SearchSpace, max_t: int) -> Any:
+    """ASHA on the proxy, with pretraining epochs as time.
+
+    ``stop_last_trials=False``: a trial that survives the last rung must go on to its evaluation — with
+    the default, ASHA would stop every trial at ``max_t`` before its objective exists.
+    """
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    s = space.scheduler
+    if s.type == "none":
+        return FIFOScheduler()
+    return ASHAScheduler(time_attr="epoch", metric=OBJECTIVE, mode=space.mode, max_t=max_t,
+                         grace_period=s.grace_period, reduction_factor=s.reduction_factor, stop_last_trials=False)

@@ -1,0 +1,187 @@
+"""One trial = the real objective: pretrain, then the space's evaluation (linear by default), each a TorchTrainer.
+
+This is Ray's Train-in-Tune pattern: :func:`run_trial` is a Tune *function trainable* that launches its own
+``TorchTrainer`` jobs through :func:`~ms2l_ray.orchestrate.tracked_pretrain` / ``tracked_evaluate``. The
+trainable itself holds no CPU (see :mod:`ms2l_ray.search.tuner`); its jobs hold ``workers × per-worker``.
+
+- Pretraining reports reach Tune through :class:`ProxyReportCallback` (a ``TuneReportCallback`` on the Train
+  controller) rewritten to ``{objective: <proxy>, epoch}`` — ASHA's input.
+- After the evaluation the trial reports ``objective = <validation metric>`` with ``FINAL`` set — Optuna's
+  input. Test accuracy rides along for the tables, never as the objective.
+- A sampled config the model rejects (all three task weights 0) is not trained: its run is closed as
+  ``outcome=rejected`` and the trial ends without a result, which Optuna records as PRUNED.
+
+Names come from the trial id (Train runs ``<trial_id>-pretrain``, MLflow ``<search>-<trial_id>``), so a
+re-run trial after ``--resume`` finds its Train checkpoints and its MLflow run again; a trial whose run already
+FINISHED is not trained twice — its stored result is reported instead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ray.tune.integration.ray_train import TuneReportCallback
+
+from ms2l_ray.checkpoint import ENCODER_FILE
+from ms2l_ray.config import Config, ConfigError, apply_delta, from_dict, to_dict, unflatten
+from ms2l_ray.distributed.spec import Resources
+from ms2l_ray.orchestrate import Execution, Tracking, tracked_evaluate, tracked_pretrain
+from ms2l_ray.pipeline import Evaluation
+from ms2l_ray.search.runs import OUTCOME, TRIAL_KIND, SearchRuns
+from ms2l_ray.search.sampling import FINAL, OBJECTIVE, PHASE
+from ms2l_ray.tracking.runs import RunLogger, start_run
+
+REPORTED = ("val_top1", "val_top5", "test_top1", "test_top5")  # evaluation metrics carried into the final report
+
+
+@dataclass(frozen=True)
+class TrialSetup:
+    """Everything a trial needs, as plain data (pickled to the trial actors, persisted for ``--resume``)."""
+
+    search: str  # search name: MLflow run names and tags
+    base: dict[str, Any]  # resolved base config (preset + space config + CLI overrides), knn_every included
+    evaluation: dict[str, Any]  # Evaluation fields: strategy, label_fraction, delta
+    metric: str  # evaluation metric that is the objective (validation only)
+    proxy: str  # pretraining metric reported while pretraining
+    out_root: str  # trial outputs: <out_root>/<trial_id>/{pretrain,<evaluation>}
+    train_storage: str  # Ray Train storage of the trials' jobs (runs named from the trial id)
+    resources: dict[str, float]  # Resources fields, per job
+    max_failures: int = 2  # worker failures each job recovers from
+    tracking_uri: str | None = None
+    experiment: str = "ms2l"
+    parent_run_id: str | None = None
+
+    @property
+    def runs(self) -> SearchRuns | None:
+        return SearchRuns(self.tracking_uri, self.parent_run_id) if self.tracking_uri and self.parent_run_id else None
+
+    def trial_config(self, params: dict[str, Any]) -> Config:
+        """Base config with the sampled dotted-path values; ``ConfigError`` for combinations the model rejects."""
+        return apply_delta(from_dict(self.base), unflatten(params), "sampled parameters")
+
+    def execution(self, callbacks: list[Any] | None = None) -> Execution:
+        return Execution(resources=Resources(**self.resources), storage_path=self.train_storage,
+                         max_failures=self.max_failures, callbacks=callbacks)
+
+
+class ProxyReportCallback(TuneReportCallback):  # type: ignore[misc]
+    """Forward only the pretraining epochs that carry the proxy, as ``{objective, epoch, <proxy>}``.
+
+    Runs on the Train controller. Epochs without a KNN probe are not forwarded: ASHA only needs the
+    rungs (the probe runs every ``grace_period`` epochs), and Optuna would record every forward as an
+    intermediate value.
+    """
+
+    def __init__(self, proxy: str) -> None:
+        super().__init__()
+        self.proxy = proxy
+
+    def after_report(self, run_context: Any, metrics: list[dict[str, Any]], checkpoint: Any) -> None:
+        first = metrics[0] if metrics else {}
+        if self.proxy not in first:
+            return
+        result = {OBJECTIVE: float(first[self.proxy]), "epoch": int(first.get("epoch", 0)), PHASE: "pretrain",
+                  self.proxy: float(first[self.proxy])}
+        if "train_loss" in first:
+            result["train_loss"] = float(first["train_loss"])
+        super().after_report(run_context, [result], None)  # Train keeps the checkpoint; Tune needs none
+
+
+def _report(metrics: dict[str, Any]) -> None:
+    from ray import tune
+
+    tune.report(metrics)
+
+
+def _stored_result(run: Any, setup: TrialSetup) -> dict[str, Any]:
+    """The final report of a trial whose MLflow run already FINISHED (resume without re-training)."""
+    m = run.data.metrics
+    return {OBJECTIVE: float(m[setup.metric]), FINAL: 1.0, PHASE: "stored",
+            **{k: float(m[k]) for k in REPORTED if k in m}}
+
+
+def _open_trial_run(setup: TrialSetup, trial_id: str, params: dict[str, Any], existing: Any) -> RunLogger | None:
+    runs = setup.runs
+    if runs is None:
+        return None
+    if existing is not None:  # an interrupted attempt: continue in the same run, close its dead jobs
+        run = runs.logger(existing.info.run_id)
+        runs.close_children(run.run_id)
+        run.set_tags({"resumed": "true"})
+        run.reopen()
+        return run
+    parent = runs.logger(setup.parent_run_id)  # type: ignore[arg-type]
+    run = start_run(setup.tracking_uri, setup.experiment, f"{setup.search}-{trial_id}", parent,  # type: ignore[arg-type]
+                    {"kind": TRIAL_KIND, "search": setup.search, "trial_id": trial_id})
+    run.log_params(params)
+    return run
+
+
+def _pretrained(runs: SearchRuns | None, run: RunLogger | None, out: Path) -> bool:
+    """Did an earlier attempt of this trial finish pretraining (FINISHED run and the encoder on disk)?"""
+    if runs is None or run is None or not (out / ENCODER_FILE).exists():
+        return False
+    return any(r.data.tags.get("kind") == "pretrain" and r.info.status == "FINISHED" for r in runs.children(run.run_id))
+
+
+def run_trial(config: dict[str, Any], setup: TrialSetup) -> None:
+    """Tune function trainable: ``config`` is the sampled ``{dotted.key: value}`` mapping."""
+    from ray import tune
+
+    trial_id = tune.get_context().get_trial_id()
+    params = dict(config)
+    runs = setup.runs
+    existing = runs.find_trial(trial_id) if runs else None
+    if existing is not None and existing.info.status == "FINISHED" and existing.data.tags.get(OUTCOME) == "finished":
+        _report(_stored_result(existing, setup))  # finished before the driver died: no duplicate work or run
+        return
+    try:
+        cfg = setup.trial_config(params)
+    except ConfigError as exc:
+        _reject(setup, trial_id, params, existing, str(exc))
+        return
+    run = _open_trial_run(setup, trial_id, params, existing)
+    tracking = Tracking(setup.tracking_uri, setup.experiment) if setup.tracking_uri else None
+    tags = {"search": setup.search, "trial_id": trial_id}
+    out = Path(setup.out_root) / trial_id
+    try:
+        if not _pretrained(runs, run, out / "pretrain"):
+            tracked_pretrain(cfg, name=f"{trial_id}-pretrain", out_dir=out / "pretrain", tracking=tracking,
+                             execution=setup.execution([ProxyReportCallback(setup.proxy)]), parent=run, tags=tags)
+        ev = Evaluation(**setup.evaluation)
+        outcome, _ = tracked_evaluate(ev.apply(cfg), encoder=str(out / "pretrain"), name=f"{trial_id}-{ev.label}",
+                                      out_dir=out / ev.label, tracking=tracking, execution=setup.execution(),
+                                      parent=run, tags=dict(tags, evaluation=ev.label))
+        final = {OBJECTIVE: float(outcome.metrics[setup.metric]), FINAL: 1.0, PHASE: ev.label,
+                 **{k: float(outcome.metrics[k]) for k in REPORTED if k in outcome.metrics}}
+        if run is not None:
+            run.log_metrics({k: v for k, v in final.items() if k in REPORTED}, step=0)
+            run.set_tags({OUTCOME: "finished"})
+            run.end("FINISHED")
+    except Exception:
+        if run is not None:
+            run.set_tags({OUTCOME: "failed"})
+            run.end("FAILED")
+        raise
+    _report(final)
+
+
+def _reject(setup: TrialSetup, trial_id: str, params: dict[str, Any], existing: Any, reason: str) -> None:
+    """Record a sampled config the model cannot train (e.g. every task weight 0) and train nothing."""
+    run = _open_trial_run(setup, trial_id, params, existing)
+    if run is not None:
+        run.set_tags({OUTCOME: "rejected", "rejected_reason": reason.replace("\n", " ")[:4000]})
+        run.end("FINISHED")
+
+
+def describe(setup: TrialSetup) -> dict[str, Any]:
+    """The setup as JSON-able data (the search record)."""
+    return dataclasses.asdict(setup)
+
+
+def base_with_knn(cfg: Config, knn_every: int) -> dict[str, Any]:
+    """The base config every trial starts from, probing KNN at the scheduler's rungs."""
+    return to_dict(dataclasses.replace(cfg, knn_every=knn_every))

@@ -1,0 +1,220 @@
+"""Ray Train + MLflow, end to end: real local Ray (2 CPUs), real MLflow stores, real worker failures.
+
+Every job here is a ``TorchTrainer``; assertions read MLflow through its own client API.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from ms2l_ray.cli import main
+from ms2l_ray.config import Config, load_config
+from ms2l_ray.distributed.spec import Resources
+from ms2l_ray.orchestrate import Execution, Tracking, tracked_evaluate, tracked_pretrain
+from ms2l_ray.pipeline import Evaluation, run_pipeline
+
+pytestmark = pytest.mark.usefixtures("ray_local")
+
+TINY = ["data.builtin_sequences=160", "data.max_frames=20", "pretrain.epochs=3"]
+
+
+def tiny(*extra: str) -> Config:
+    return load_config("smoke", overrides=[*TINY, *extra])
+
+
+def client(uri: str) -> Any:
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def children(uri: str, parent_id: str) -> list[Any]:
+    c = client(uri)
+    exp = c.get_run(parent_id).info.experiment_id
+    return list(c.search_runs([exp], f"tags.mlflow.parentRunId = '{parent_id}'"))
+
+
+def artifact_paths(uri: str, run_id: str, path: str | None = None) -> set[str]:
+    out: set[str] = set()
+    for f in client(uri).list_artifacts(run_id, path):
+        out.add(f.path)
+        if f.is_dir:
+            out |= artifact_paths(uri, run_id, f.path)
+    return out
+
+
+def stable(metrics: dict[str, float]) -> dict[str, float]:
+    return {k: v for k, v in metrics.items() if "time" not in k and "throughput" not in k}
+
+
+def test_pipeline_on_two_workers_builds_the_mlflow_tree(tmp_path: Path, sqlite_uri: str) -> None:
+    cfg = tiny()
+    tracking = Tracking(sqlite_uri, "ms2l-test")
+    res = run_pipeline(cfg, [Evaluation("linear")], name="tree", out_root=tmp_path / "out", tracking=tracking,
+                       execution=Execution(Resources(workers=2), storage_path=str(tmp_path / "ray")))
+    c = client(sqlite_uri)
+    parent = c.get_run(res.parent_run_id)
+    assert parent.info.status == "FINISHED" and parent.data.tags["kind"] == "experiment"
+    assert "linear.test_top1" in parent.data.metrics
+    kids = {r.data.tags["kind"]: r for r in children(sqlite_uri, res.parent_run_id)}
+    assert set(kids) == {"pretrain", "evaluate"}
+    pre, ev = kids["pretrain"], kids["evaluate"]
+    for run in (pre, ev):
+        assert run.info.status == "FINISHED"
+        for tag in ("dataset", "split", "seed", "git_commit", "config_hash"):
+            assert tag in run.data.tags, tag
+        assert run.data.params["tasks.temperature"] == "0.9"
+        assert run.data.params["model.hidden_size"] == "16"
+    assert ev.data.tags["parent_pretrain_run"] == pre.info.run_id
+    assert ev.data.tags["strategy"] == "linear"
+    # per-epoch metrics of each task, logged by rank 0 as the epochs ran
+    for key in ("train_motion_loss", "train_jigsaw_loss", "train_jigsaw_acc", "train_contrastive_loss",
+                "train_contrastive_acc", "lr", "throughput_seq_s"):
+        steps = [m.step for m in c.get_metric_history(pre.info.run_id, key)]
+        assert steps == [1, 2, 3], key
+    for key in ("val_top1", "val_top5", "test_top1", "test_top5"):
+        assert key in ev.data.metrics
+    pre_art = artifact_paths(sqlite_uri, pre.info.run_id)
+    assert {"config.yaml", "encoder/encoder.pt", "loss_curves.png", "history.json"} <= pre_art
+    assert any(p.startswith("encoder_model") for p in pre_art) or pre.outputs
+    ev_art = artifact_paths(sqlite_uri, ev.info.run_id)
+    assert {"config.yaml", "confusion_matrix.png", "per_class_accuracy.json", "curves.png"} <= ev_art
+    # the logged model loads back and embeds a batch
+    import mlflow.pytorch
+
+    model = mlflow.pytorch.load_model(f"runs:/{pre.info.run_id}/encoder_model")
+    x = torch.randn(3, 10, 150)
+    emb = model(x, torch.tensor([10, 6, 3]))
+    assert emb.shape == (3, 16) and torch.isfinite(emb).all()
+
+    # ms2l rerun rebuilds the evaluation from the record and reproduces it
+    out_json = tmp_path / "rerun.json"
+    code = main(["rerun", ev.info.run_id, "--tracking-uri", sqlite_uri, "--storage-path", str(tmp_path / "ray"),
+                 "--out", str(tmp_path / "rerun"), "--json", str(out_json)])
+    assert code == 0
+    again = json.loads(out_json.read_text())
+    assert again["test_top1"] == pytest.approx(ev.data.metrics["test_top1"])
+    rerun_runs = c.search_runs([ev.info.experiment_id], f"tags.rerun_of = '{ev.info.run_id}'")
+    assert len(rerun_runs) == 1 and rerun_runs[0].data.tags["config_hash"] == ev.data.tags["config_hash"]
+
+
+@pytest.fixture(scope="module")
+def baseline(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """An uninterrupted 2-worker pretraining run (the reference for the failure and resume tests)."""
+    tmp = tmp_path_factory.mktemp("baseline")
+    outcome, _ = tracked_pretrain(tiny(), name="baseline", out_dir=tmp / "out", tracking=None,
+                                  execution=Execution(Resources(workers=2), storage_path=str(tmp / "ray")))
+    return {"metrics": outcome.metrics, "history": outcome.history}
+
+
+def test_killed_worker_recovers_from_checkpoint_with_nothing_lost(tmp_path: Path, sqlite_uri: str,
+                                                                   baseline: dict[str, Any]) -> None:
+    marker = tmp_path / "killed"
+    outcome, run = tracked_pretrain(
+        tiny(), name="failing", out_dir=tmp_path / "out", tracking=Tracking(sqlite_uri),
+        execution=Execution(Resources(workers=2), storage_path=str(tmp_path / "ray"), max_failures=2,
+                            fail_at_epoch=1), fail_marker=str(marker))
+    assert marker.exists(), "the injected failure did not happen"
+    assert [h["epoch"] for h in outcome.history] == [1.0, 2.0, 3.0]
+    assert stable(outcome.metrics) == pytest.approx(stable(baseline["metrics"]))
+    assert run is not None and client(sqlite_uri).get_run(run.run_id).info.status == "FINISHED"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_interrupted_run_resumes_to_the_same_result(tmp_path: Path, sqlite_uri: str,
+                                                     baseline: dict[str, Any]) -> None:
+    storage, out = tmp_path / "ray", tmp_path / "enc"
+    args = ["pretrain", "--preset", "smoke", "--workers", "2", "--storage-path", str(storage),
+            "--tracking-uri", sqlite_uri, "--name", "interrupted", "--out", str(out)]
+    for s in TINY:
+        args += ["--set", s]
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env.pop("RAY_ADDRESS", None)
+    proc = subprocess.Popen([sys.executable, "-m", "ms2l_ray.cli", *args], env=env, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 240
+    try:
+        while time.time() < deadline and not list((storage / "interrupted").glob("checkpoint_*")):
+            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            time.sleep(0.2)
+        assert list((storage / "interrupted").glob("checkpoint_*")), "no checkpoint before the deadline"
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the driver and its local Ray die together, mid-run
+        proc.wait()
+    assert not (out / "encoder.pt").exists()
+    summary = tmp_path / "resumed.json"
+    resumed = subprocess.run([sys.executable, "-m", "ms2l_ray.cli", "pretrain", "--resume", "interrupted",
+                              "--storage-path", str(storage), "--tracking-uri", sqlite_uri, "--workers", "2",
+                              "--json", str(summary)], env=env, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert "resuming after epoch" in resumed.stdout + resumed.stderr
+    final = json.loads(summary.read_text())
+    assert (out / "encoder.pt").exists()
+    expected = stable(baseline["metrics"])
+    assert {k: final[k] for k in expected} == pytest.approx(expected)
+    # the resumed job kept logging into its own MLflow run, which is finished now
+    c = client(sqlite_uri)
+    runs = c.search_runs([c.get_experiment_by_name("ms2l").experiment_id])
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    assert [m.step for m in c.get_metric_history(runs[0].info.run_id, "train_loss")][-1] == 3
+
+
+def test_logs_to_a_real_mlflow_server(tmp_path: Path) -> None:
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}", "--artifacts-destination",
+         str(tmp_path / "artifacts"), "--workers", "1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        from ms2l_ray.tracking.store import check_reachable
+
+        deadline = time.time() + 120
+        while True:
+            try:
+                check_reachable(uri, timeout_s=1)
+                break
+            except Exception:
+                if time.time() > deadline or server.poll() is not None:
+                    raise
+                time.sleep(0.5)
+        cfg = tiny("evaluation.strategy=knn")
+        outcome, run = tracked_evaluate(cfg, encoder=None, name="knn-on-server", out_dir=tmp_path / "out",
+                                        tracking=Tracking(uri, "server-test"),
+                                        execution=Execution(storage_path=str(tmp_path / "ray")))
+        assert run is not None
+        got = client(uri).get_run(run.run_id)
+        assert got.info.status == "FINISHED"
+        assert got.data.metrics["test_top1"] == pytest.approx(outcome.metrics["test_top1"])
+        assert "confusion_matrix.png" in artifact_paths(uri, run.run_id)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+def test_unreachable_tracking_server_fails_before_any_compute(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    t0 = time.time()
+    code = main(["pretrain", "--preset", "smoke", "--tracking-uri", f"http://127.0.0.1:{_free_port()}",
+                 "--out", str(tmp_path / "enc"), "--storage-path", str(tmp_path / "ray")])
+    assert code == 2
+    assert "unreachable" in capsys.readouterr().err
+    assert time.time() - t0 < 30
+    assert not (tmp_path / "ray").exists() and not (tmp_path / "enc").exists()
