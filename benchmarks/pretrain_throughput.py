@@ -29,7 +29,7 @@ from ms2l_ray.augment import reference_jigsaw_loop, temporal_jigsaw, temporal_ma
 from ms2l_ray.config import ModelConfig, TaskConfig
 from ms2l_ray.contract import valid_mask
 from ms2l_ray.losses import contrastive_loss
-from ms2l_ray.model import MS2L, MLPHead, build_ms2l, init_weights
+from ms2l_ray.model import MS2L, MLPHead, PretrainOutput, build_ms2l, init_weights
 
 NUM_FEATURES = 150  # NTU: 2 persons × 25 joints × 3 coords
 PERSONS, JOINTS, COORDS = 2, 25, 3
@@ -110,7 +110,7 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_steps(step: Callable[[], None], steps: int, warmup: int, device: torch.device) -> float:
+def time_steps(step: Callable[[], object], steps: int, warmup: int, device: torch.device) -> float:
     """Seconds per call of ``step`` after ``warmup`` untimed calls."""
     for _ in range(warmup):
         step()
@@ -146,7 +146,8 @@ def pretrain_table(args: argparse.Namespace, device: torch.device) -> list[str]:
     ours_opt = torch.optim.Adam(ours.parameters(), lr=1e-3)
 
     def ours_loss() -> torch.Tensor:
-        return ours(x_cpu.to(device), len_cpu.to(device), gen).loss
+        out: PretrainOutput = ours(x_cpu.to(device), len_cpu.to(device), gen)
+        return out.loss
 
     ref = ReferenceStyleMS2L(args.hidden, cfg.head_hidden, cfg.proj_dim).to(device).train()
     ref_opt = torch.optim.Adam(ref.parameters(), lr=1e-3)

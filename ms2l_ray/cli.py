@@ -15,6 +15,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_train_commands(sub)
     __import__("ms2l_ray.commands.ablate_cmds", fromlist=["_"]).add_ablate_commands(sub)  # ablate, report
+    __import__("ms2l_ray.commands.search_cmds", fromlist=["_"]).add_search_commands(sub)  # tune
     try:
         from ms2l_ray.cli_data import add_data_commands
     except ImportError:  # pragma: no cover - during development only

@@ -45,7 +45,8 @@ def unflatten_mvc(x: torch.Tensor, num_persons: int, num_joints: int, coords: in
     """``[..., F]`` → ``[..., M, V, C]``; raises if ``F`` is not ``M·V·C``."""
     f = feature_dim(num_persons, num_joints, coords)
     if x.shape[-1] != f:
-        raise ShapeError(f"expected last dim M·V·C = {num_persons}·{num_joints}·{coords} = {f}, got shape {tuple(x.shape)}")
+        raise ShapeError(f"expected last dim M·V·C = {num_persons}·{num_joints}·{coords} = {f}, "
+                         f"got shape {tuple(x.shape)}")
     return x.reshape(*x.shape[:-1], num_persons, num_joints, coords)  # [..., M, V, C]
 
 
@@ -54,7 +55,8 @@ def from_nctvm(x: np.ndarray) -> np.ndarray:
     if x.ndim != 5:
         raise ShapeError(f"ST-GCN arrays are [N, C, T, V, M], got shape {x.shape}")
     n, c, t, v, m = x.shape
-    return np.ascontiguousarray(x.transpose(0, 2, 4, 3, 1)).reshape(n, t, m * v * c).astype(np.float32, copy=False)  # [N, T, M*V*C]
+    out = np.ascontiguousarray(x.transpose(0, 2, 4, 3, 1))  # [N, T, M, V, C]
+    return out.reshape(n, t, m * v * c).astype(np.float32, copy=False)  # [N, T, M*V*C]
 
 
 def check_batch(x: torch.Tensor, lengths: torch.Tensor, num_features: int | None = None) -> None:
@@ -66,7 +68,8 @@ def check_batch(x: torch.Tensor, lengths: torch.Tensor, num_features: int | None
     if lengths.shape != (x.shape[0],):
         raise ShapeError(f"lengths must be [N] = [{x.shape[0]}], got shape {tuple(lengths.shape)}")
     if lengths.numel() and (int(lengths.min()) < 1 or int(lengths.max()) > x.shape[1]):
-        raise ShapeError(f"lengths must lie in 1..T = 1..{x.shape[1]}, got min {int(lengths.min())} max {int(lengths.max())}")
+        raise ShapeError(f"lengths must lie in 1..T = 1..{x.shape[1]}, "
+                         f"got min {int(lengths.min())} max {int(lengths.max())}")
 
 
 def valid_mask(lengths: torch.Tensor, max_frames: int) -> torch.Tensor:

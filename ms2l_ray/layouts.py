@@ -57,7 +57,8 @@ class JointLayout:
         if bad:
             raise LayoutError(f"layout {self.name!r}: joint indices out of range 0..{v - 1}: {bad}")
         if len(self.edges) != v - 1:
-            raise LayoutError(f"layout {self.name!r}: a tree over {v} joints needs {v - 1} edges, got {len(self.edges)}")
+            raise LayoutError(f"layout {self.name!r}: a tree over {v} joints needs {v - 1} edges, "
+                              f"got {len(self.edges)}")
         parent = list(range(v))
 
         def find(i: int) -> int:

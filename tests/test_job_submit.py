@@ -4,8 +4,8 @@ A real head is started with ``ray start --head`` on loopback ports of its own, w
 on (``RAY_AUTH_MODE=token``, a token file in a temp dir — never ``~/.ray/auth_token``) and the dashboard on
 127.0.0.1. Jobs go through the Jobs API with the repository uploaded as ``--working-dir`` and the
 ``excludes``/``env_vars`` of ``cluster/runtime_env.yaml``; runs land in a SQLite MLflow store in
-``tmp_path``. Teardown ends only the processes this head started (its process group, then whatever still
-names its temp dir) — never ``ray stop``, which kills every Ray process on the machine, other tests' too.
+``tmp_path``. Teardown ends only the processes this head started, by pid (``ray start`` and its
+descendants) — never ``ray stop``, which kills every Ray process on the machine, other tests' too.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from contextlib import closing
+from contextlib import closing, suppress
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,8 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent  # the venv the head runs from: `ray` and `ms2l` live here
-GRID = os.environ.get("DEV_GRID", "ablations/smoke.yaml")
+GRID = "ablations/smoke.yaml"
+SEEDS = 1  # --num-samples: one seed per cell keeps each job to two cell-seeds (~1 min each on 2 cores)
 JOB_TIMEOUT_S = 240
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 
@@ -104,8 +105,10 @@ class RayHead:
             return json.loads(resp.read() or b"null")
 
     def ray_job(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """``ray job <command> --address <dashboard> ...`` with the token in the environment."""
         env = dict(self.env, RAY_ADDRESS=self.address)
-        return subprocess.run([str(BIN / "ray"), "job", *args, "--address", self.address], env=env, cwd=REPO,
+        cmd, rest = args[0], args[1:]
+        return subprocess.run([str(BIN / "ray"), "job", cmd, "--address", self.address, *rest], env=env, cwd=REPO,
                               capture_output=True, text=True, timeout=timeout)
 
     def submit(self, submission_id: str, entrypoint: list[str]) -> None:
@@ -134,48 +137,58 @@ class RayHead:
                              f"{self.logs(submission_id)[-4000:]}")
 
     def stop(self) -> None:
-        """End the head's process group, then any straggler that names this head's temp dir (by pid)."""
-        if self.proc is not None and self.proc.poll() is None:
-            _signal_group(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                _signal_group(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=10)
+        """End this head's processes by pid: ``ray start`` and every descendant (GCS, raylet, workers, job
+        drivers — workers run in sessions of their own, so a process-group kill would miss them)."""
         if self.proc is not None:
-            _signal_group(self.proc.pid, signal.SIGKILL)
-        deadline = time.monotonic() + 15
-        while (left := _processes_naming(str(self.root))) and time.monotonic() < deadline:
-            for pid in left:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            time.sleep(0.5)
+            procs = _tree_of(self.proc.pid)
+            _signal_all(procs, signal.SIGTERM)
+            deadline = time.monotonic() + 3  # `ray start --block`, the raylet and the monitor ignore SIGTERM
+            while time.monotonic() < deadline and any(_alive(p) for p in procs):
+                self.proc.poll()  # reap `ray start` itself; the others are reaped by init
+                time.sleep(0.2)
+            _signal_all(procs, signal.SIGKILL)
+            self.proc.wait(timeout=10)
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def _signal_group(pgid: int, sig: signal.Signals) -> None:
+# A process is (pid, start time): the start time keeps a reused pid from being signalled (Linux /proc).
+Proc = tuple[int, int]
+
+
+def _stat(pid: int) -> tuple[int, str, int] | None:
+    """(parent pid, state, start time) of ``pid``, or None when it is gone."""
     try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = raw[raw.rindex(")") + 2:].split()  # after "pid (comm) "; comm may hold spaces
+    return int(fields[1]), fields[0], int(fields[19])
 
 
-def _processes_naming(marker: str) -> list[int]:
-    """Pids of this user's processes whose command line contains ``marker`` (our unique temp dir)."""
-    pids = []
+def _tree_of(root: int) -> list[Proc]:
+    parents: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            if entry.stat().st_uid != os.getuid():
-                continue
-            if marker in (entry / "cmdline").read_bytes().decode(errors="replace"):
-                pids.append(int(entry.name))
-        except OSError:
-            continue
-    return pids
+        if entry.name.isdigit() and (st := _stat(int(entry.name))) is not None:
+            parents.setdefault(st[0], []).append(int(entry.name))
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        if (st := _stat(pid)) is not None:
+            out.append((pid, st[2]))
+            todo.extend(parents.get(pid, []))
+    return out
+
+
+def _alive(p: Proc) -> bool:
+    st = _stat(p[0])
+    return st is not None and st[2] == p[1] and st[1] != "Z"
+
+
+def _signal_all(procs: list[Proc], sig: signal.Signals) -> None:
+    for p in procs:
+        if _alive(p):
+            with suppress(ProcessLookupError):
+                os.kill(p[0], sig)
 
 
 @pytest.fixture(scope="module")
@@ -189,8 +202,8 @@ def head() -> Iterator[RayHead]:
 
 
 def _ablate(tmp: Path, name: str, *extra: str) -> list[str]:
-    return ["ms2l", "ablate", GRID, "--tracking-uri", f"sqlite:///{tmp / 'mlflow.db'}", "--storage-path",
-            str(tmp / "ray"), "--out", str(tmp / "out"), "--name", name, *extra]
+    return ["ms2l", "ablate", GRID, "--num-samples", str(SEEDS), "--tracking-uri", f"sqlite:///{tmp / 'mlflow.db'}",
+            "--storage-path", str(tmp / "ray"), "--out", str(tmp / "out"), "--name", name, *extra]
 
 
 def _runs(uri: str) -> list[Any]:
@@ -228,7 +241,7 @@ def _finished_cell_seeds(db: Path) -> list[str]:
 def _grid_cell_seeds() -> set[tuple[str, int]]:
     from ms2l_ray.ablation.grid import load_grid
 
-    grid = load_grid(REPO / GRID)
+    grid = load_grid(REPO / GRID, num_samples=SEEDS)
     return {(c.name, s) for c, s in grid.cell_seeds()}
 
 
@@ -241,7 +254,7 @@ def test_token_auth_is_on(head: RayHead) -> None:
 
 def test_submit_ablation_job(head: RayHead, tmp_path: Path) -> None:
     sid = f"ms2l-submit-{secrets.token_hex(3)}"
-    head.submit(sid, _ablate(tmp_path, "submitted"))
+    head.submit(sid, _ablate(tmp_path, "submitted", "--max-concurrent", "2"))  # cell-seeds as Ray tasks
     status = head.wait(sid)
     logs = head.logs(sid)
     assert status == "SUCCEEDED", logs[-4000:]
@@ -262,7 +275,7 @@ def test_stop_and_resume_ablation_job(head: RayHead, tmp_path: Path) -> None:
     head.submit(first, _ablate(tmp_path, "interrupted"))
 
     # Stop the job once its first cell-seed run has FINISHED (and before the last one has).
-    deadline, finished = time.monotonic() + JOB_TIMEOUT_S, []
+    deadline, finished = time.monotonic() + JOB_TIMEOUT_S, list[str]()
     while time.monotonic() < deadline and not finished:
         assert head.status(first) not in TERMINAL, f"job ended before it could be stopped:\n{head.logs(first)}"
         finished = _finished_cell_seeds(tmp_path / "mlflow.db")

@@ -145,7 +145,8 @@ def _parse_metrics(raw: Any, evaluations: list[Evaluation], source: str) -> list
             known = f"names starting with {list(PRETRAIN_PREFIXES)}" if label == "pretrain" else list(EVAL_METRICS)
             raise _fail(source, f"metrics: {m!r}", f"unknown metric {metric!r}; known: {known}")
         out.extend(x for x in expanded if x not in out)
-    return out
+    rank = {lab: i for i, lab in enumerate(labels + ["pretrain"])}
+    return sorted(out, key=lambda col: rank[col.rpartition(".")[0]])  # stable: grouped per evaluation
 
 
 def parse_grid(raw: Any, source: str, *, preset: str | None = None, overrides: list[str] | tuple[str, ...] = (),

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
+from typing import Any
 
 from ms2l_ray.commands.common import write_json
 from ms2l_ray.commands.execution import add_execution_options, start_ray, tracking_from_args
 from ms2l_ray.config import PRESETS, ConfigError
 
 
-def _ablate(args: argparse.Namespace) -> int:
+def _setup(args: argparse.Namespace) -> tuple[Any, str, Any, Any]:
+    """Grid, name, tracking and execution from the flags — every check that needs no Ray runs here."""
     from ms2l_ray.ablation.grid import load_grid
-    from ms2l_ray.ablation.runner import record_path, run_ablation
+    from ms2l_ray.ablation.runner import record_path
     from ms2l_ray.distributed.spec import Resources
     from ms2l_ray.orchestrate import Execution, Tracking
 
@@ -21,22 +24,31 @@ def _ablate(args: argparse.Namespace) -> int:
         raise ConfigError("ablate builds its table from MLflow runs; drop --no-tracking")
     if args.resume and not args.name:
         raise ConfigError("--resume needs the --name the ablation was started with (printed at its start)")
+    if args.max_concurrent is not None and args.max_concurrent < 1:
+        raise ConfigError(f"--max-concurrent must be >= 1, got {args.max_concurrent}")
     grid = load_grid(args.grid, preset=args.preset, overrides=args.overrides, dataset=args.dataset,
                      num_samples=args.num_samples)
-    storage = str(Path(args.storage_path).resolve()) if args.storage_path and "://" not in args.storage_path \
-        else args.storage_path
+    storage = args.storage_path
+    if storage and "://" not in storage:
+        storage = str(Path(storage).resolve())
     name = args.name or f"{grid.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     tracking = tracking_from_args(args)
-    assert tracking is not None
-    if args.resume and args.tracking_uri is None:  # the recorded store, unless the user names one
-        import json
-
-        path = record_path(storage, name)
-        if path.exists():
-            record = json.loads(path.read_text())
-            tracking = Tracking(record["tracking_uri"], record["experiment"])
+    path = record_path(storage, name)
+    if path.exists() and not args.resume:  # before Ray starts: fail in a second, not after a minute
+        raise ConfigError(f"an ablation named {name!r} already exists ({path}); pass --resume to continue it, "
+                          f"or another --name")
+    if args.resume and args.tracking_uri is None and path.exists():  # the recorded store unless the user names one
+        record = json.loads(path.read_text())
+        tracking = Tracking(record["tracking_uri"], record["experiment"])
     resources = Resources(args.workers, args.cpus_per_trial / args.workers, args.gpus_per_trial / args.workers)
-    execution = Execution(resources=resources, storage_path=storage, max_failures=args.max_failures)
+    return grid, name, tracking, Execution(resources=resources, storage_path=storage, max_failures=args.max_failures)
+
+
+def _ablate(args: argparse.Namespace) -> int:
+    from ms2l_ray.ablation.runner import run_ablation
+    from ms2l_ray.report.build import describe_time_split
+
+    grid, name, tracking, execution = _setup(args)
     start_ray(args)
     print(f"[ablate] ablation name {name} (continue an interrupted run with --resume --name {name})", flush=True)
     result = run_ablation(grid, name=name, tracking=tracking, execution=execution,
@@ -47,10 +59,21 @@ def _ablate(args: argparse.Namespace) -> int:
     print(f"[ablate] {len(result.ran)} cell-seeds run, {len(result.skipped)} already finished, "
           f"{len(result.failed)} failed; wall time {result.wall_time_s:.0f}s; table in {result.out_dir}; "
           f"parent run {result.parent_run_id} (ms2l report {result.parent_run_id})")
+    split = _time_split(tracking.uri, result.parent_run_id)
+    if split:
+        print(f"[ablate] {describe_time_split(split)}")
     write_json(args.json_out, {"name": name, "parent_run_id": result.parent_run_id, "columns": result.table.columns,
-                               "rows": result.table.records(), "wall_time_s": result.wall_time_s,  # type: ignore[dict-item]
-                               "failed": [list(f) for f in result.failed]})
+                               "rows": result.table.records(), "wall_time_s": result.wall_time_s,
+                               "failed": [list(f) for f in result.failed], "time_split": split})
     return 1 if result.failed else 0
+
+
+def _time_split(uri: str, run_id: str) -> dict[str, float]:
+    from ms2l_ray.report.build import time_split
+    from ms2l_ray.tracking.runs import client
+
+    c = client(uri)
+    return time_split(c, c.get_run(run_id))
 
 
 def _report(args: argparse.Namespace) -> int:

@@ -16,7 +16,8 @@ from ms2l_ray.config import PRESETS, Config, load_config
 
 
 def add_config_options(p: argparse.ArgumentParser, default_preset: str = "small") -> None:
-    p.add_argument("--preset", default=default_preset, choices=sorted(PRESETS), help="named preset (default: %(default)s)")
+    p.add_argument("--preset", default=default_preset, choices=sorted(PRESETS),
+                   help="named preset (default: %(default)s)")
     p.add_argument("--config", type=Path, default=None, help="YAML file with config deltas on top of the preset")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config field, e.g. --set tasks.temperature=0.5 (repeatable)")

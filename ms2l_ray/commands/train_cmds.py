@@ -24,7 +24,7 @@ def _pretrain(args: argparse.Namespace) -> int:
         from ms2l_ray.jobs import pretrain_summary, run_pretrain
 
         cfg = resolve_config(args)
-        summary = pretrain_summary(run_pretrain(cfg, args.out))
+        summary: dict[str, Any] = pretrain_summary(run_pretrain(cfg, args.out))
     else:
         from ms2l_ray.orchestrate import read_job_record, tracked_pretrain
 
@@ -45,7 +45,7 @@ def _pretrain(args: argparse.Namespace) -> int:
                                         existing_run_id=existing)
         summary = dict(outcome.metrics)
         if run is not None:
-            summary["mlflow_run_id"] = run.run_id  # type: ignore[assignment]
+            summary["mlflow_run_id"] = run.run_id
         args.out = out
     summary["wall_time_s"] = time.perf_counter() - t0
     print(f"pretrained encoder written to {args.out} in {summary['wall_time_s']:.1f}s")
@@ -71,7 +71,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.engine == "local":
         from ms2l_ray.jobs import run_evaluate
 
-        metrics = dict(run_evaluate(cfg, model).metrics)
+        metrics: dict[str, Any] = dict(run_evaluate(cfg, model).metrics)
     else:
         from ms2l_ray.orchestrate import tracked_evaluate
 

@@ -55,8 +55,9 @@ class SkeletonSet:
         if self.frames.ndim != 2 or self.frames.shape[1] != f:
             raise ShapeError(f"frames must be [sum(L), F={f}], got shape {self.frames.shape}")
         if self.offsets.shape != (n + 1,) or int(self.offsets[-1]) != self.frames.shape[0]:
+            end = int(self.offsets[-1]) if len(self.offsets) else None
             raise ShapeError(f"offsets must be [N+1]={n + 1} ending at {self.frames.shape[0]}, "
-                             f"got shape {self.offsets.shape} ending at {int(self.offsets[-1]) if len(self.offsets) else None}")
+                             f"got shape {self.offsets.shape} ending at {end}")
         for key in ("subjects", "views", "setups"):
             if getattr(self, key).shape != (n,):
                 raise ShapeError(f"{key} must be [N]={n}, got shape {getattr(self, key).shape}")
@@ -108,7 +109,9 @@ class SkeletonSet:
         indices = np.asarray(indices, dtype=np.int64)
         lengths = self.lengths[indices]
         offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-        rows = np.concatenate([np.arange(self.offsets[i], self.offsets[i + 1]) for i in indices]) if len(indices) else np.zeros(0, np.int64)
+        # vectorised ragged gather: row r of the subset comes from start[i] + (r - new_offset[i])
+        owner = np.repeat(np.arange(len(indices)), lengths)  # [sum L]
+        rows = self.offsets[indices][owner] + np.arange(int(offsets[-1])) - offsets[:-1][owner]
         return SkeletonSet(
             frames=np.asarray(self.frames[rows], dtype=np.float32).reshape(-1, self.num_features),
             offsets=offsets, labels=self.labels[indices], subjects=self.subjects[indices],
@@ -131,7 +134,8 @@ class Splits:
         for a, b in (("train", "val"), ("train", "test"), ("val", "test")):
             both = np.intersect1d(getattr(self, a), getattr(self, b))
             if len(both):
-                raise ValueError(f"split {self.name!r}: {a} and {b} overlap in {len(both)} samples, e.g. {both[:5].tolist()}")
+                raise ValueError(f"split {self.name!r}: {a} and {b} overlap in {len(both)} samples, "
+                                 f"e.g. {both[:5].tolist()}")
 
     def get(self, part: str) -> np.ndarray:
         if part not in ("train", "val", "test"):

@@ -114,6 +114,9 @@ def ablation_section(c: Any, run: Any) -> Section:
         png = plots.ablation_bars(cells, table.columns, means, stds, [r.n for r in table.rows])
         sec.figure("ablation_bars.png", png, "Mean per cell with ± std error bars over seeds (n under each bar).")
     results = fetch_cell_seed_runs(c.tracking_uri, run.info.run_id)
+    split = time_split(c, run)
+    if split:
+        sec.text(describe_time_split(split))
     groups: dict[str, list[str]] = {}
     for r in results:
         if r.status == "FINISHED" and r.pretrain_run_id:
@@ -123,6 +126,37 @@ def ablation_section(c: Any, run: Any) -> Section:
     sec.text("Cell-seed runs:")
     sec.table(["cell", "seed", "status", "run id"], [[r.cell, str(r.seed), r.status, f"`{r.run_id}`"] for r in results])
     return sec
+
+
+def time_split(c: Any, run: Any) -> dict[str, float]:
+    """Where an ablation's time went: parent wall time, Σ job run durations, Σ ``epoch_time_s`` (training steps).
+
+    Jobs of concurrent cell-seeds overlap, so Σ jobs can exceed the wall time; the training fraction is
+    Σ epoch times / wall time, the rest is Ray/Tune/MLflow overhead (process start-up, placement,
+    checkpointing, artifact logging), data generation and evaluation feature extraction.
+    """
+    from ms2l_ray.ablation.table import search_all
+
+    flt = f"tags.ablation_run_id = '{run.info.run_id}'"
+    jobs = [r for r in search_all(c.tracking_uri, [run.info.experiment_id], flt)
+            if r.data.tags.get("kind") in ("pretrain", "evaluate") and r.info.end_time]
+    if not jobs or not run.info.end_time:
+        return {}
+    train = 0.0
+    for j in jobs:
+        if "epoch_time_s" in j.data.metrics:
+            train += sum(m.value for m in retrying(functools.partial(c.get_metric_history, j.info.run_id,
+                                                                     "epoch_time_s")))
+    wall = (run.info.end_time - run.info.start_time) / 1000
+    return {"wall_s": wall, "jobs_s": sum((j.info.end_time - j.info.start_time) / 1000 for j in jobs),
+            "train_s": train, "n_jobs": float(len(jobs)), "train_fraction": train / wall if wall > 0 else 0.0}
+
+
+def describe_time_split(split: dict[str, float]) -> str:
+    return (f"Time: {split['wall_s']:.0f} s wall for the parent run (including any pause before a resume); "
+            f"{split['n_jobs']:.0f} jobs took {split['jobs_s']:.0f} s in all (concurrent jobs overlap); training "
+            f"epochs (Σ epoch_time_s) {split['train_s']:.0f} s = {100 * split['train_fraction']:.0f}% of the wall "
+            f"time, the rest is Ray/MLflow overhead, data generation and evaluation.")
 
 
 def _search_mode(run: Any) -> tuple[str, str]:

@@ -25,7 +25,7 @@ def _png(fig: Any) -> bytes:
     plt = _plt()
     buf = io.BytesIO()
     fig.tight_layout()
-    fig.savefig(buf, format="png", dpi=110)
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")  # keeps legends placed outside the axes
     plt.close(fig)
     return buf.getvalue()
 
@@ -46,10 +46,9 @@ def ablation_bars(cells: list[str], columns: list[str], means: dict[str, list[fl
         ax.set_xticks(x, [f"{c}\n(n={n})" for c, n in zip(cells, counts, strict=True)], rotation=30, ha="right",
                       fontsize=7)
         ax.set_title(col, fontsize=9)
-        finite = m[np.isfinite(m)]
-        if finite.size:
-            lo = max(0.0, float(np.min(finite - s[np.isfinite(m)])) * 0.9)
-            ax.set_ylim(lo, float(np.max(finite + s[np.isfinite(m)])) * 1.05 + 1e-9)
+        for xi, (mi, si) in enumerate(zip(m, s, strict=True)):
+            if np.isfinite(mi):
+                ax.text(xi, mi + si, f"{mi:.3g}", ha="center", va="bottom", fontsize=7)
     for ax in list(axes.flat)[len(columns):]:
         ax.axis("off")
     return _png(fig)
@@ -59,18 +58,21 @@ def loss_curves(curves: dict[str, dict[str, tuple[list[float], list[float], list
     """``curves[metric][group] = (epochs, mean, std)``: one panel per task loss, a line per group (± std band)."""
     plt = _plt()
     metrics = list(curves)
+    groups = list(dict.fromkeys(g for m in metrics for g in curves[m]))
+    colour = {g: plt.get_cmap("tab10")(i % 10) for i, g in enumerate(groups)}  # one colour per group everywhere
     fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 3.0), squeeze=False)
+    handles: dict[str, Any] = {}
     for ax, metric in zip(axes[0], metrics, strict=True):
         for group, (ep, mean, std) in curves[metric].items():
             e, m, s = np.array(ep), np.array(mean), np.nan_to_num(np.array(std))
-            ax.plot(e, m, label=group, lw=1.4)
-            ax.fill_between(e, m - s, m + s, alpha=0.15)
+            (handles[group],) = ax.plot(e, m, label=group, lw=1.4, marker="o", ms=3, color=colour[group])
+            ax.fill_between(e, m - s, m + s, alpha=0.15, color=colour[group])
         ax.set_title(metric, fontsize=9)
         ax.set_xlabel("epoch")
-    handles, labels = axes[0][0].get_legend_handles_labels()
+    labels = [g for g in groups if g in handles]
     if labels:
-        fig.legend(handles, labels, fontsize=7, loc="upper center", ncol=min(6, len(labels)),
-                   bbox_to_anchor=(0.5, 1.12))
+        fig.legend([handles[g] for g in labels], labels, fontsize=7, loc="lower center", ncol=min(6, len(labels)),
+                   bbox_to_anchor=(0.5, 1.0))
     return _png(fig)
 
 

@@ -83,13 +83,13 @@ class SearchRuns:
 class TrialRunsCallback(Callback):  # type: ignore[misc]
     """Driver-side: close the MLflow runs of trials ASHA cut (FINISHED, outcome=early_stopped) or that failed."""
 
-    def __init__(self, runs: SearchRuns, objective: str, final: str) -> None:
-        self.runs, self.objective, self.final = runs, objective, final
+    def __init__(self, runs: SearchRuns, objective: str, final: str, rejected: str) -> None:
+        self.runs, self.objective, self.final, self.rejected = runs, objective, final, rejected
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         last = trial.last_result or {}
-        if last.get(self.final) or self.objective not in last:
-            return  # finished (closed by the trial itself) or rejected (closed by the trial itself)
+        if last.get(self.final) or last.get(self.rejected) or self.objective not in last:
+            return  # finished or rejected: the trial closed its own run
         metrics = {"stopped_at_epoch": float(last.get("epoch", 0)), "last_proxy": float(last[self.objective])}
         self.runs.close_trial(trial.trial_id, "early_stopped", "FINISHED", metrics)
 

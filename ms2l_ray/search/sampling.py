@@ -9,7 +9,8 @@ One metric name, two meanings (the "objective trick"). Every result a trial repo
   :data:`FINAL`; that is the value Optuna learns from.
 
 :class:`ObjectiveOptunaSearch` makes the split explicit: a trial that ends without a ``FINAL`` result (cut by
-ASHA, or rejected as an invalid config) is told to Optuna as PRUNED — its proxy values stay as intermediate
+ASHA, or rejected as an invalid config — its one report carries :data:`REJECTED` and the worst objective) is
+told to Optuna as PRUNED — its proxy values stay as intermediate
 values, which TPE uses to rank pruned trials — and never as a COMPLETE trial whose value is a KNN accuracy.
 """
 
@@ -24,6 +25,13 @@ from ms2l_ray.search.space import Param, SamplerSpec, SearchSpace
 OBJECTIVE = "objective"  # the one metric Tune, ASHA and Optuna see
 FINAL = "objective_is_final"  # 1.0 in the last report: OBJECTIVE is the evaluation metric, not the proxy
 PHASE = "phase"  # "pretrain" (proxy) or the evaluation label (final)
+REJECTED = "config_rejected"  # 1.0 in the only report of a trial whose sampled config the model refuses
+
+
+def worst_objective(mode: str) -> float:
+    """The objective a rejected trial reports: Tune requires the metric in every result, and the objectives are
+    accuracies in percent, so 0 (max) or 100 (min) ranks it last without an infinity in the logs."""
+    return 0.0 if mode == "max" else 100.0
 
 
 class SpaceSampler:

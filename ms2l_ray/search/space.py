@@ -175,7 +175,8 @@ def field_type(dotted: str) -> type:
             raise KeyError(f"unknown config key {'.'.join(parts[:i + 1])!r}; known keys here: {sorted(hints)}")
         node = hints[part]
         if dataclasses.is_dataclass(node) and i == len(parts) - 1:
-            raise KeyError(f"{dotted!r} is a config section, not a value; known keys: {sorted(typing.get_type_hints(node))}")
+            known = sorted(typing.get_type_hints(node))
+            raise KeyError(f"{dotted!r} is a config section, not a value; known keys in it: {known}")
     return node  # type: ignore[no-any-return]
 
 
@@ -246,7 +247,8 @@ def parse_param(key: str, raw: Any, base: Config, earlier: list[str], where: str
         choices = raw.get("choices")
         if not isinstance(choices, list) or not choices:
             raise ConfigError(f"{where}.choices: expected a non-empty list, got {choices!r}")
-        if len(set(map(repr, choices))) != len(choices) or any(isinstance(c, (dict, list)) or c is None for c in choices):
+        scalar = all(isinstance(c, (bool, int, float, str)) for c in choices)
+        if not scalar or len(set(map(repr, choices))) != len(choices):
             raise ConfigError(f"{where}.choices: expected distinct scalar values, got {choices!r}")
         for c in choices:
             _check_value(base, key, c, f"{where}.choices")
@@ -268,7 +270,7 @@ def parse_param(key: str, raw: Any, base: Config, earlier: list[str], where: str
     log = raw.get("log", False)
     if not isinstance(log, bool):
         raise ConfigError(f"{where}.log: expected true or false, got {log!r}")
-    if step < 1 or (high - low) % step:
+    if integer and (step < 1 or (high - low) % step):
         raise ConfigError(f"{where}.step: must be >= 1 and divide high - low ({high - low}), got {step}")
     if log and (step != 1 or low <= 0):
         raise ConfigError(f"{where}.log: needs step 1 and low > 0")
@@ -358,7 +360,7 @@ def parse_space(raw: Any, source: str, name: str | None = None) -> SearchSpace:
     if not isinstance(points, list) or not all(isinstance(p, dict) for p in points):
         raise ConfigError(f"{source}: points_to_evaluate: expected a list of {{parameter: value}} mappings")
     for i, point in enumerate(points):
-        _known(point, space.keys, f"{source}: points_to_evaluate[{i}]")
+        _known(point, tuple(space.keys), f"{source}: points_to_evaluate[{i}]")
     space.points_to_evaluate = tuple(points)
     space.max_t(base)
     return space

@@ -9,7 +9,8 @@ trainable itself holds no CPU (see :mod:`ms2l_ray.search.tuner`); its jobs hold 
 - After the evaluation the trial reports ``objective = <validation metric>`` with ``FINAL`` set — Optuna's
   input. Test accuracy rides along for the tables, never as the objective.
 - A sampled config the model rejects (all three task weights 0) is not trained: its run is closed as
-  ``outcome=rejected`` and the trial ends without a result, which Optuna records as PRUNED.
+  ``outcome=rejected`` and the trial reports the worst objective once, flagged ``REJECTED`` and without an
+  epoch (so ASHA ignores it); Optuna records it as PRUNED.
 
 Names come from the trial id (Train runs ``<trial_id>-pretrain``, MLflow ``<search>-<trial_id>``), so a
 re-run trial after ``--resume`` finds its Train checkpoints and its MLflow run again; a trial whose run already
@@ -31,10 +32,11 @@ from ms2l_ray.distributed.spec import Resources
 from ms2l_ray.orchestrate import Execution, Tracking, tracked_evaluate, tracked_pretrain
 from ms2l_ray.pipeline import Evaluation
 from ms2l_ray.search.runs import OUTCOME, TRIAL_KIND, SearchRuns
-from ms2l_ray.search.sampling import FINAL, OBJECTIVE, PHASE
+from ms2l_ray.search.sampling import FINAL, OBJECTIVE, PHASE, REJECTED, worst_objective
 from ms2l_ray.tracking.runs import RunLogger, start_run
 
 REPORTED = ("val_top1", "val_top5", "test_top1", "test_top5")  # evaluation metrics carried into the final report
+PRETRAIN_EPOCHS = "pretrain_epochs"
 
 
 @dataclass(frozen=True)
@@ -45,10 +47,11 @@ class TrialSetup:
     base: dict[str, Any]  # resolved base config (preset + space config + CLI overrides), knn_every included
     evaluation: dict[str, Any]  # Evaluation fields: strategy, label_fraction, delta
     metric: str  # evaluation metric that is the objective (validation only)
+    mode: str  # max or min
     proxy: str  # pretraining metric reported while pretraining
     out_root: str  # trial outputs: <out_root>/<trial_id>/{pretrain,<evaluation>}
     train_storage: str  # Ray Train storage of the trials' jobs (runs named from the trial id)
-    resources: dict[str, float]  # Resources fields, per job
+    resources: dict[str, Any]  # Resources fields, per job
     max_failures: int = 2  # worker failures each job recovers from
     tracking_uri: str | None = None
     experiment: str = "ms2l"
@@ -127,6 +130,53 @@ def _pretrained(runs: SearchRuns | None, run: RunLogger | None, out: Path) -> bo
     return any(r.data.tags.get("kind") == "pretrain" and r.info.status == "FINISHED" for r in runs.children(run.run_id))
 
 
+def _trial_jobs(setup: TrialSetup, trial_id: str, cfg_dict: dict[str, Any], run_id: str | None,
+                callback: ProxyReportCallback) -> dict[str, Any]:
+    """Pretrain (unless an earlier attempt finished it), then evaluate; returns the final report.
+
+    Runs as a child Ray task of the trial (see :func:`run_trial`), so the ``TorchTrainer`` controllers it
+    creates belong to this task's worker.
+    """
+    runs = setup.runs
+    run = runs.logger(run_id) if runs and run_id else None
+    cfg = from_dict(cfg_dict)
+    tracking = Tracking(setup.tracking_uri, setup.experiment) if setup.tracking_uri else None
+    tags = {"search": setup.search, "trial_id": trial_id}
+    out = Path(setup.out_root) / trial_id
+    pre: dict[str, Any] = {}
+    if not _pretrained(runs, run, out / "pretrain"):
+        pre = tracked_pretrain(cfg, name=f"{trial_id}-pretrain", out_dir=out / "pretrain", tracking=tracking,
+                               execution=setup.execution([callback]), parent=run, tags=tags)[0].metrics
+    ev = Evaluation(**setup.evaluation)
+    outcome, _ = tracked_evaluate(ev.apply(cfg), encoder=str(out / "pretrain"), name=f"{trial_id}-{ev.label}",
+                                  out_dir=out / ev.label, tracking=tracking, execution=setup.execution(),
+                                  parent=run, tags=dict(tags, evaluation=ev.label))
+    final = {OBJECTIVE: float(outcome.metrics[setup.metric]), FINAL: 1.0, PHASE: ev.label,
+             PRETRAIN_EPOCHS: cfg.pretrain.epochs,  # not "epoch": ASHA must not read this report as a rung
+             **{k: float(outcome.metrics[k]) for k in REPORTED if k in outcome.metrics}}
+    if setup.proxy in pre:
+        final[setup.proxy] = float(pre[setup.proxy])
+    return final
+
+
+def _run_jobs(setup: TrialSetup, trial_id: str, cfg: Config, run: RunLogger | None) -> dict[str, Any]:
+    """Run :func:`_trial_jobs` in a child task whose runtime env names this cluster (``RAY_ADDRESS``).
+
+    Why a child task: ASHA stops a trial by ending its actor, which takes the Train controller with it but not
+    the controller's placement group; Train's detached ``PlacementGroupCleaner`` frees that — but it finds the
+    cluster through the state API, which cannot pick among several local Ray instances (a shared workstation,
+    a CI box) unless ``RAY_ADDRESS`` is in its environment. Environment variables reach it only through
+    runtime-env inheritance (trial task → Train controller → cleaner), hence this task. It holds no CPU and
+    dies with the trial (its owner), so a cut trial frees its workers' CPUs at once.
+    """
+    import ray
+
+    env = {"env_vars": {"RAY_ADDRESS": ray.get_runtime_context().gcs_address}}
+    task = ray.remote(num_cpus=0, max_retries=0)(_trial_jobs).options(runtime_env=env, name=f"trial-{trial_id}")
+    callback = ProxyReportCallback(setup.proxy)  # built here: it needs the Tune session of this trial
+    return ray.get(task.remote(setup, trial_id, to_dict(cfg), run.run_id if run else None, callback))  # type: ignore[no-any-return]
+
+
 def run_trial(config: dict[str, Any], setup: TrialSetup) -> None:
     """Tune function trainable: ``config`` is the sampled ``{dotted.key: value}`` mapping."""
     from ray import tune
@@ -142,21 +192,11 @@ def run_trial(config: dict[str, Any], setup: TrialSetup) -> None:
         cfg = setup.trial_config(params)
     except ConfigError as exc:
         _reject(setup, trial_id, params, existing, str(exc))
+        _report({OBJECTIVE: worst_objective(setup.mode), REJECTED: 1.0, PHASE: "rejected"})
         return
     run = _open_trial_run(setup, trial_id, params, existing)
-    tracking = Tracking(setup.tracking_uri, setup.experiment) if setup.tracking_uri else None
-    tags = {"search": setup.search, "trial_id": trial_id}
-    out = Path(setup.out_root) / trial_id
     try:
-        if not _pretrained(runs, run, out / "pretrain"):
-            tracked_pretrain(cfg, name=f"{trial_id}-pretrain", out_dir=out / "pretrain", tracking=tracking,
-                             execution=setup.execution([ProxyReportCallback(setup.proxy)]), parent=run, tags=tags)
-        ev = Evaluation(**setup.evaluation)
-        outcome, _ = tracked_evaluate(ev.apply(cfg), encoder=str(out / "pretrain"), name=f"{trial_id}-{ev.label}",
-                                      out_dir=out / ev.label, tracking=tracking, execution=setup.execution(),
-                                      parent=run, tags=dict(tags, evaluation=ev.label))
-        final = {OBJECTIVE: float(outcome.metrics[setup.metric]), FINAL: 1.0, PHASE: ev.label,
-                 **{k: float(outcome.metrics[k]) for k in REPORTED if k in outcome.metrics}}
+        final = _run_jobs(setup, trial_id, cfg, run)
         if run is not None:
             run.log_metrics({k: v for k, v in final.items() if k in REPORTED}, step=0)
             run.set_tags({OUTCOME: "finished"})

@@ -90,8 +90,7 @@ class RunLogger:
         now = int(time.time() * 1000)
         items = [Metric(k, float(v), now, step) for k, v in metrics.items() if isinstance(v, (int, float))]
         for i in range(0, len(items), 500):
-            chunk = items[i:i + 500]
-            retrying(lambda chunk=chunk: self._c.log_batch(self.run_id, metrics=chunk))
+            self._batch(metrics=items[i:i + 500])
 
     def log_params(self, params: dict[str, Any]) -> None:
         from mlflow.entities import Param
@@ -99,14 +98,15 @@ class RunLogger:
         safe = mask_secrets(params)
         items = [Param(k, str(v)[:MAX_PARAM_LEN]) for k, v in safe.items()]
         for i in range(0, len(items), 90):
-            chunk = items[i:i + 90]
-            retrying(lambda chunk=chunk: self._c.log_batch(self.run_id, params=chunk))
+            self._batch(params=items[i:i + 90])
 
     def set_tags(self, tags: dict[str, Any]) -> None:
         from mlflow.entities import RunTag
 
-        items = [RunTag(k, str(v)) for k, v in tags.items()]
-        retrying(lambda: self._c.log_batch(self.run_id, tags=items))
+        self._batch(tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def _batch(self, **kw: Any) -> None:
+        retrying(lambda: self._c.log_batch(self.run_id, **kw))
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         retrying(lambda: self._c.log_artifact(self.run_id, str(path), artifact_path))

@@ -43,7 +43,8 @@ class ClassifierModel(nn.Module):
     def _encoder(self) -> nn.Module:
         return self.ms2l.encoder if self.joint else self.encoder
 
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor, generator: torch.Generator | None = None) -> ClassifierOutput:
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor,
+                generator: torch.Generator | None = None) -> ClassifierOutput:
         h = self._encoder()(x, lengths)  # [N, T, H]
         logits = self.classifier(mask_mean_pool(h, lengths))  # [N, K]
         ssl = self.ms2l(x, lengths, generator) if self.joint else None

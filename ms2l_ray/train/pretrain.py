@@ -46,7 +46,8 @@ def new_model(cfg: Config, data: SkeletonSet, device: torch.device) -> MS2L:
 
 
 @torch.no_grad()
-def _validate(model: torch.nn.Module, cfg: Config, data: SkeletonSet, idx: np.ndarray, ctx: LoopContext) -> dict[str, float]:
+def _validate(model: torch.nn.Module, cfg: Config, data: SkeletonSet, idx: np.ndarray,
+              ctx: LoopContext) -> dict[str, float]:
     """Mean pretext losses/accuracies on the validation part, with a fixed augmentation stream."""
     model.eval()
     gen = cpu_generator(derive_seed(cfg.seed, 0x7A1))
@@ -136,7 +137,7 @@ def pretrain(cfg: Config, data: SkeletonSet, splits: Splits, ctx: LoopContext | 
         if len(splits.val) and (last or (cfg.knn_every and (epoch + 1) % cfg.knn_every == 0)):
             metrics.update(knn_probe(model, cfg, data, splits, ctx))
         history.append(metrics)
-        ctx.say("[pretrain] epoch {}/{} ".format(epoch + 1, epochs) + " ".join(
+        ctx.say(f"[pretrain] epoch {epoch + 1}/{epochs} " + " ".join(
             f"{k}={v:.4f}" for k, v in metrics.items() if k.startswith(("train_", "val_"))))
 
         def make_state(epoch: int = epoch) -> dict[str, Any]:

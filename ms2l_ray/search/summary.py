@@ -1,0 +1,171 @@
+"""After the search: one row per trial, the best config, and what the parent run keeps (tables, plot, best metrics).
+
+A row's status says how the trial ended: ``finished`` (evaluated; its objective is the validation metric),
+``early_stopped`` (cut by ASHA on the proxy; it has no objective, only its last proxy value),
+``rejected`` (a config the model refuses, e.g. every task weight 0) or ``error``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ms2l_ray.config import to_dict
+from ms2l_ray.search.importance import Importance, param_importance, write_importance
+from ms2l_ray.search.sampling import FINAL, OBJECTIVE, REJECTED
+from ms2l_ray.search.space import SearchSpace
+from ms2l_ray.search.trial import PRETRAIN_EPOCHS, REPORTED, TrialSetup
+from ms2l_ray.tracking.runs import RunLogger
+
+SUMMARY_DIR = "summary"
+
+
+@dataclass
+class TrialRow:
+    trial_id: str
+    status: str
+    objective: float | None  # the evaluation's validation metric; finished trials only
+    proxy: float | None  # last proxy value (at the cut for early_stopped trials)
+    epoch: int | None  # last pretraining epoch
+    params: dict[str, Any]
+    metrics: dict[str, float] = field(default_factory=dict)  # val/test top-1/top-5 of finished trials
+
+
+@dataclass
+class SearchResult:
+    name: str
+    path: str
+    rows: list[TrialRow]
+    best: TrialRow | None
+    best_config: dict[str, Any] | None
+    parent_run_id: str | None
+    importance: Importance
+    counts: dict[str, int]
+
+    def to_json(self) -> dict[str, Any]:
+        """What ``ms2l tune --json`` writes."""
+        best = self.best
+        return {"name": self.name, "path": self.path, "parent_run_id": self.parent_run_id,
+                "best_trial_id": best.trial_id if best else None, "best_objective": best.objective if best else None,
+                "best_metrics": best.metrics if best else {}, "best_params": best.params if best else {},
+                "best_config": self.best_config, "num_trials": len(self.rows), **self.counts,
+                "importance": self.importance.values}
+
+
+def _status(trial: Any) -> str:
+    last = trial.last_result or {}
+    if trial.status == "ERROR":
+        return "error"
+    if last.get(FINAL):
+        return "finished"
+    return "rejected" if last.get(REJECTED) or OBJECTIVE not in last else "early_stopped"
+
+
+def collect_rows(grid: Any, space: SearchSpace) -> list[TrialRow]:
+    """Rows from Tune's experiment state (every trial, including those finished before a resume)."""
+    from ray.tune import ExperimentAnalysis
+
+    trials = ExperimentAnalysis(grid.experiment_path).trials
+    rows = []
+    for t in sorted(trials, key=lambda t: t.trial_id):
+        last, status = t.last_result or {}, _status(t)
+        epoch = last.get("epoch", last.get(PRETRAIN_EPOCHS))
+        rows.append(TrialRow(trial_id=t.trial_id, status=status,
+                             objective=float(last[OBJECTIVE]) if status == "finished" else None,
+                             proxy=float(last[space.proxy]) if space.proxy in last else None,
+                             epoch=int(epoch) if epoch is not None else None,
+                             params={k: t.config[k] for k in space.keys if k in t.config},
+                             metrics={k: float(last[k]) for k in REPORTED if k in last}))
+    return rows
+
+
+def best_row(rows: list[TrialRow], mode: str) -> TrialRow | None:
+    done = [r for r in rows if r.status == "finished" and r.objective is not None and math.isfinite(r.objective)]
+    if not done:
+        return None
+    sign = 1.0 if mode == "max" else -1.0
+    return max(done, key=lambda r: sign * r.objective)  # type: ignore[operator]
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def table(rows: list[TrialRow], keys: list[str], metric: str, proxy: str) -> list[list[str]]:
+    """Header + one line per trial: id, status, objective, last proxy, epochs, test top-1 (info), parameters."""
+    head = ["trial", "status", f"objective={metric}", proxy, "epochs", "test_top1(info)", *keys]
+    body = [[r.trial_id, r.status, _fmt(r.objective), _fmt(r.proxy), _fmt(r.epoch), _fmt(r.metrics.get("test_top1")),
+             *[_fmt(r.params.get(k)) for k in keys]] for r in rows]
+    return [head, *body]
+
+
+def format_table(lines: list[list[str]]) -> str:
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
+    out = ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines]
+    out.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(out)
+
+
+def to_csv(lines: list[list[str]]) -> str:
+    buf = io.StringIO()
+    csv.writer(buf).writerows(lines)
+    return buf.getvalue()
+
+
+def to_markdown(lines: list[list[str]]) -> str:
+    md = ["| " + " | ".join(lines[0]) + " |", "|" + "---|" * len(lines[0])]
+    return "\n".join(md + ["| " + " | ".join(line) + " |" for line in lines[1:]]) + "\n"
+
+
+def finish_search(rows: list[TrialRow], space: SearchSpace, setup: TrialSetup, name: str, study_url: str,
+                  directory: Path, parent: RunLogger | None) -> SearchResult:
+    """Best trial, importance, local summary files, parent-run artifacts and metrics; print the table."""
+    best = best_row(rows, space.mode)
+    best_config = to_dict(setup.trial_config(best.params)) if best else None
+    counts = {f"num_{s}": sum(r.status == s for r in rows) for s in ("finished", "early_stopped", "rejected", "error")}
+    imp = param_importance(study_url, name)
+    out = directory / SUMMARY_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    lines = table(rows, space.keys, space.metric, space.proxy)
+    (out / "trials.csv").write_text(to_csv(lines))
+    (out / "trials.md").write_text(to_markdown(lines))
+    if best_config is not None:
+        (out / "best_config.yaml").write_text(yaml.safe_dump(best_config, sort_keys=False))
+    write_importance(imp, out)
+    if parent is not None:
+        for f in sorted(out.iterdir()):
+            parent.log_artifact(f)
+        metrics: dict[str, float] = {"num_trials": float(len(rows)), **{k: float(v) for k, v in counts.items()}}
+        if best is not None:
+            metrics["best_objective"] = float(best.objective)  # type: ignore[arg-type]
+            metrics.update({f"best_{k}": v for k, v in best.metrics.items()})  # test_* for information only
+            parent.set_tags({"best_trial_id": best.trial_id})
+        metrics.update({f"importance.{k}": v for k, v in imp.values.items()})
+        parent.log_metrics(metrics, step=0)
+        parent.end("FINISHED")
+    print(format_table(lines))
+    print(f"[tune] {len(rows)} trials: " + ", ".join(f"{v} {k[4:]}" for k, v in counts.items() if v))
+    if imp.values:
+        print("[tune] parameter importance (" + imp.evaluator + "): "
+              + ", ".join(f"{k}={v:.2f}" for k, v in imp.values.items()))
+    else:
+        print(f"[tune] parameter importance unavailable: {imp.reason}")
+    if best is not None:
+        print(f"[tune] best trial {best.trial_id}: {space.metric}={best.objective:.2f} "
+              f"(test_top1={best.metrics.get('test_top1', float('nan')):.2f}, for information only)")
+        print("[tune] best config (" + str(out / "best_config.yaml") + "):")
+        print(yaml.safe_dump(best.params, sort_keys=False).rstrip())
+    else:
+        print("[tune] no trial finished; no best config")
+    return SearchResult(name=name, path=str(directory), rows=rows, best=best, best_config=best_config,
+                        parent_run_id=parent.run_id if parent else None, importance=imp, counts=counts)

@@ -1,0 +1,248 @@
+"""Ablation grids: schema validation, the mean ± std table from MLflow runs, the run tree, and resume.
+
+One ablation (ablations/smoke.yaml, 2 cells × 2 seeds, tiny) is run through the real CLI in a
+subprocess that is killed after its first cell-seed finished, then resumed (two cell-seeds at a time)
+— the finished ablation that every test in this module reads back from a real MLflow SQLite store.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from ms2l_ray.ablation.grid import load_grid, parse_grid
+from ms2l_ray.ablation.table import CellSeedRun, ablation_table, build_table, direction
+from ms2l_ray.cli import main
+from ms2l_ray.config import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+GRIDS = sorted((ROOT / "ablations").glob("*.yaml"))
+SMOKE = ROOT / "ablations" / "smoke.yaml"
+
+
+def client(uri: str) -> Any:
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def runs_of(uri: str, parent_id: str, flt: str = "") -> list[Any]:
+    c = client(uri)
+    exp = c.get_run(parent_id).info.experiment_id
+    return list(c.search_runs([exp], f"tags.ablation_run_id = '{parent_id}'" + (f" and {flt}" if flt else "")))
+
+
+# ------------------------------------------------------------------------------------------ grid schema
+@pytest.mark.parametrize("path", GRIDS, ids=[p.name for p in GRIDS])
+def test_every_shipped_grid_loads_and_validates(path: Path) -> None:
+    grid = load_grid(path)
+    assert grid.cells and grid.seeds and grid.metrics
+    for cell, seed in grid.cell_seeds()[:3]:
+        cfg = grid.cell_config(cell, seed)
+        assert cfg.seed == seed
+        for ev in grid.evaluations:
+            ev.apply(cfg)
+
+
+def test_required_grids_are_shipped() -> None:
+    names = {p.stem for p in GRIDS}
+    assert {"tasks", "jigsaw_segments", "temperature", "strategies", "paper", "quick", "smoke"} <= names
+    tasks = load_grid(ROOT / "ablations" / "tasks.yaml")
+    weights = {c.name: tuple(c.delta["tasks"][f"{t}_weight"] for t in ("motion", "jigsaw", "contrastive"))
+               for c in tasks.cells}
+    assert sorted(weights.values()) == sorted({(a, b, c) for a in (0, 1) for b in (0, 1) for c in (0, 1)} - {(0, 0, 0)})
+    segs = load_grid(ROOT / "ablations" / "jigsaw_segments.yaml")
+    assert [c.delta["tasks"]["jigsaw_segments"] for c in segs.cells] == [2, 3, 4, 5]
+    strategies = load_grid(ROOT / "ablations" / "strategies.yaml")
+    assert [e.label for e in strategies.evaluations] == ["linear", "finetune", "semi_0.01", "semi_0.1", "supervised",
+                                                        "joint", "pretrain_joint"]
+
+
+BASE = {"name": "g", "preset": "smoke", "seeds": [0, 1], "evaluations": ["linear"], "cells": {"a": {}, "b": {}}}
+
+
+@pytest.mark.parametrize("change, needle", [
+    ({"sedes": [0]}, "unknown keys ['sedes']"),
+    ({"seeds": []}, "seeds: must be a non-empty list"),
+    ({"seeds": [0, 0]}, "seeds: has duplicates"),
+    ({"cells": {"a": {"tasks": {"temprature": 0.5}}}}, "cells.a"),
+    ({"cells": {"a": {"tasks": {"temprature": 0.5}}}}, "tasks.temprature: unknown key"),
+    ({"cells": {"a": {"tasks": {"jigsaw_segments": 9}}}}, "tasks.jigsaw_segments: must be in 2..5"),
+    ({"cells": [{"name": "a"}, {"name": "a"}]}, "cells.a: duplicate cell name"),
+    ({"cells": [{"name": "a", "sett": {}}]}, "cells[0]: unknown keys ['sett']"),
+    ({"cells": {"a b": {}}}, "cells[0].name"),
+    ({"cells": {}}, "cells: must name at least one cell"),
+    ({"config": {"pretrain": {"epochs": 0}}}, "config"),
+    ({"metrics": ["linear.val_top2"]}, "unknown metric 'val_top2'"),
+    ({"metrics": ["finetune.val_top1"]}, "unknown evaluation 'finetune'"),
+    ({"evaluations": [{"strategy": "lineer"}]}, "evaluations[0].strategy"),
+    ({"preset": "huge"}, "preset: must be one of"),
+    ({"max_concurrent": 0}, "max_concurrent"),
+])
+def test_invalid_grids_fail_naming_file_and_key(tmp_path: Path, change: dict[str, Any], needle: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({**BASE, **change}))
+    with pytest.raises(ConfigError) as exc:
+        load_grid(path)
+    assert str(path) in str(exc.value) and needle in str(exc.value)
+
+
+def test_cli_overrides_are_validated_per_cell_and_num_samples_sets_seeds() -> None:
+    with pytest.raises(ConfigError, match="pretrain.epochs"):
+        parse_grid(BASE, "g.yaml", overrides=["pretrain.epochs=-1"])
+    grid = parse_grid(BASE, "g.yaml", overrides=["tasks.temperature=0.5"], dataset="builtin", num_samples=3)
+    assert grid.seeds == [0, 1, 2]
+    assert grid.cell_config(grid.cells[0], 2).tasks.temperature == 0.5
+    assert parse_grid(BASE, "g.yaml").metrics == ["linear.val_top1", "linear.test_top1"]
+
+
+def test_table_statistics_best_marks_and_selection_on_validation() -> None:
+    runs = [CellSeedRun("a", s, f"r{s}", "FINISHED", metrics={"linear.val_top1": v, "linear.test_top1": t,
+                                                              "pretrain.train_loss": 1.0 + s})
+            for s, v, t in ((0, 50.0, 40.0), (1, 54.0, 44.0))]
+    runs += [CellSeedRun("b", 0, "x", "FINISHED", metrics={"linear.val_top1": 40.0, "linear.test_top1": 60.0,
+                                                           "pretrain.train_loss": 0.5}),
+             CellSeedRun("b", 1, "y", "FAILED", metrics={"linear.val_top1": 99.0})]
+    table = build_table(runs, ["linear.val_top1", "linear.test_top1", "pretrain.train_loss"], ["b", "a"])
+    assert [r.cell for r in table.rows] == ["b", "a"] and [r.n for r in table.rows] == [1, 2]
+    a = table.rows[1]
+    assert a.mean("linear.val_top1") == 52.0 and a.std("linear.val_top1") == pytest.approx(statistics.stdev([50, 54]))
+    assert math.isnan(table.rows[0].std("linear.val_top1"))  # one seed: undefined, shown n/a
+    assert table.best == {"linear.val_top1": "a", "linear.test_top1": "b", "pretrain.train_loss": "b"}
+    md = table.to_markdown()
+    assert "**52.00 ± 2.83**" in md and "60.00 ± n/a" in md
+    assert "Selected on validation (linear.val_top1): a → linear.test_top1 42.00 ± 2.83" in md  # never by test
+    assert direction("linear.best_epoch") is None and direction("pretrain.train_loss") == "min"
+    assert table.to_csv().splitlines()[0].startswith("cell,n,seeds,linear.val_top1.mean,linear.val_top1.std")
+
+
+# ----------------------------------------------------------------------------- one real, resumed ablation
+def _cli(tmp: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "ms2l_ray.cli", "ablate", str(SMOKE), "--tracking-uri", f"sqlite:///{tmp / 'mlflow.db'}",
+            "--storage-path", str(tmp / "ray"), "--out", str(tmp / "out"), "--name", "resumable", *extra]
+
+
+def _finished_cell_seeds(uri: str) -> list[Any]:
+    c = client(uri)
+    exp = c.get_experiment_by_name("ms2l")
+    if exp is None:
+        return []
+    return list(c.search_runs([exp.experiment_id], "tags.kind = 'ablation_cell' and attributes.status = 'FINISHED'"))
+
+
+@pytest.fixture(scope="module")
+def resumed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Start the smoke ablation, SIGKILL the driver (and its local Ray) after one cell-seed, then --resume."""
+    tmp = tmp_path_factory.mktemp("ablation")
+    uri = f"sqlite:///{tmp / 'mlflow.db'}"
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env.pop("RAY_ADDRESS", None)
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(_cli(tmp), env=env, start_new_session=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.time() + 300
+        while not _finished_cell_seeds(uri) and time.time() < deadline and proc.poll() is None:
+            time.sleep(1.0)
+        first = _finished_cell_seeds(uri)
+        assert first, "no cell-seed finished before the deadline"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)  # the driver and its local Ray die together, mid-ablation
+        proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    killed_at = time.perf_counter() - t0
+    out = tmp / "rows.json"
+    resumed = subprocess.run(_cli(tmp, "--resume", "--max-concurrent", "2", "--json", str(out)), env=env,
+                             capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    record = json.loads((tmp / "ray" / "resumable" / "ms2l_ablation.json").read_text())
+    return {"uri": uri, "tmp": tmp, "first": [r.info.run_id for r in first], "stdout": resumed.stdout,
+            "rows": json.loads(out.read_text()), "parent": record["parent_run_id"], "killed_at": killed_at,
+            "total": time.perf_counter() - t0}
+
+
+def test_resume_after_killed_driver_runs_each_cell_seed_exactly_once(resumed: dict[str, Any]) -> None:
+    uri, parent = resumed["uri"], resumed["parent"]
+    cells = runs_of(uri, parent, "tags.kind = 'ablation_cell'")
+    finished = [r for r in cells if r.info.status == "FINISHED"]
+    pairs = sorted((r.data.tags["cell"], int(r.data.tags["seed"])) for r in finished)
+    assert pairs == sorted((c, s) for c in ("motion", "all") for s in (0, 1))  # exactly one FINISHED each
+    assert set(resumed["first"]) <= {r.info.run_id for r in finished}  # finished before the kill: kept, not rerun
+    assert len(resumed["first"]) < 4
+    assert "already finished" in resumed["stdout"] and f"{len(resumed['first'])} already finished" in resumed["stdout"]
+    assert not runs_of(uri, parent, "attributes.status = 'RUNNING'")  # the dead driver's runs were closed
+    unfinished = [r for r in cells if r.info.status != "FINISHED"]
+    assert all(r.info.status in ("KILLED", "FAILED") for r in unfinished)
+    assert client(uri).get_run(parent).info.status == "FINISHED"
+    print(f"killed after {resumed['killed_at']:.0f}s; whole fixture {resumed['total']:.0f}s")
+
+
+def test_run_tree_parent_cell_seed_pretrain_evaluation(resumed: dict[str, Any]) -> None:
+    uri, parent = resumed["uri"], resumed["parent"]
+    c = client(uri)
+    p = c.get_run(parent)
+    assert p.data.tags["kind"] == "ablation" and p.data.tags["ablation"] == "smoke"
+    exp = p.info.experiment_id
+    direct = c.search_runs([exp], f"tags.mlflow.parentRunId = '{parent}'")
+    assert {r.data.tags["kind"] for r in direct} == {"ablation_cell"}
+    for cell in (r for r in direct if r.info.status == "FINISHED"):
+        jobs = c.search_runs([exp], f"tags.mlflow.parentRunId = '{cell.info.run_id}'")
+        kinds = sorted(j.data.tags["kind"] for j in jobs)
+        assert kinds == ["evaluate", "pretrain"], kinds
+        pre = next(j for j in jobs if j.data.tags["kind"] == "pretrain")
+        ev = next(j for j in jobs if j.data.tags["kind"] == "evaluate")
+        assert ev.data.tags["evaluation"] == "linear" and ev.data.tags["parent_pretrain_run"] == pre.info.run_id
+        for j in jobs:
+            assert j.data.tags["cell"] == cell.data.tags["cell"] and j.data.tags["seed"] == cell.data.tags["seed"]
+            assert j.info.status == "FINISHED"
+    arts = {f.path for f in c.list_artifacts(parent, "ablation")}
+    assert {"ablation/table.md", "ablation/table.csv", "ablation/grid.yaml"} <= arts
+
+
+def test_table_is_mean_and_std_of_the_child_runs(resumed: dict[str, Any]) -> None:
+    uri, parent = resumed["uri"], resumed["parent"]
+    c = client(uri)
+    exp = c.get_run(parent).info.experiment_id
+    expected: dict[str, dict[str, list[float]]] = {}
+    for cell in c.search_runs([exp], f"tags.mlflow.parentRunId = '{parent}' and attributes.status = 'FINISHED'"):
+        ev = c.search_runs([exp], f"tags.mlflow.parentRunId = '{cell.info.run_id}' and tags.kind = 'evaluate'")[0]
+        for m in ("val_top1", "test_top1"):
+            expected.setdefault(cell.data.tags["cell"], {}).setdefault(f"linear.{m}", []).append(ev.data.metrics[m])
+    table = ablation_table(uri, parent)
+    assert table.columns == ["linear.val_top1", "linear.test_top1"]
+    assert [r.cell for r in table.rows] == ["motion", "all"]  # grid order
+    for row in table.rows:
+        assert row.n == 2
+        for col, values in expected[row.cell].items():
+            assert row.mean(col) == pytest.approx(statistics.fmean(values))
+            assert row.std(col) == pytest.approx(statistics.stdev(values))
+    json_rows = {r["cell"]: r for r in resumed["rows"]["rows"]}  # --json carries the same numbers
+    assert json_rows["all"]["metrics"]["linear.test_top1"]["mean"] == pytest.approx(
+        statistics.fmean(expected["all"]["linear.test_top1"]))
+    assert "| cell | n | linear.val_top1 | linear.test_top1 |" in resumed["stdout"]  # printed
+    assert "**" in resumed["stdout"] and "Selected on validation" in resumed["stdout"]
+    logged = c.get_run(parent).data.metrics
+    assert logged["all.linear.test_top1.mean"] == pytest.approx(statistics.fmean(expected["all"]["linear.test_top1"]))
+    assert (resumed["tmp"] / "out" / "table.csv").read_text() == table.to_csv()
+
+
+def test_cli_refuses_reusing_a_name_and_resume_without_name(resumed: dict[str, Any],
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    tmp = resumed["tmp"]
+    args = ["ablate", str(SMOKE), "--tracking-uri", resumed["uri"], "--storage-path", str(tmp / "ray")]
+    assert main([*args, "--name", "resumable"]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert main([*args, "--resume"]) == 2
+    assert "--resume needs the --name" in capsys.readouterr().err

@@ -1,0 +1,122 @@
+"""``ms2l report``: built from MLflow alone, written locally and attached to the parent run.
+
+An ablation is run in-process on the module's local Ray (two cell-seeds at a time, as Ray tasks); a
+search parent is written straight into MLflow the way ``ms2l tune`` lays it out (kind=search, trial
+children with ``trial_id`` and ``objective``, a ``param_importance.csv`` artifact), so the report is
+tested against the run layout rather than against the search code.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ms2l_ray.ablation.grid import load_grid
+from ms2l_ray.ablation.runner import run_ablation
+from ms2l_ray.cli import main
+from ms2l_ray.distributed.spec import Resources
+from ms2l_ray.orchestrate import Execution, Tracking
+from ms2l_ray.report.build import build_report
+from ms2l_ray.tracking.runs import start_run
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def client(uri: str) -> Any:
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def artifact_paths(uri: str, run_id: str, path: str | None = None) -> set[str]:
+    out: set[str] = set()
+    for f in client(uri).list_artifacts(run_id, path):
+        out.add(f.path)
+        if f.is_dir:
+            out |= artifact_paths(uri, run_id, f.path)
+    return out
+
+
+@pytest.fixture(scope="module")
+def ablation(ray_local: None, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    tmp = tmp_path_factory.mktemp("report")
+    uri = f"sqlite:///{tmp / 'mlflow.db'}"
+    grid = load_grid(ROOT / "ablations" / "smoke.yaml")
+    result = run_ablation(grid, name="reported", tracking=Tracking(uri, "ablations"),
+                          execution=Execution(resources=Resources(1, 1.0, 0.0), storage_path=str(tmp / "ray")),
+                          out_dir=tmp / "out", max_concurrent=2)
+    assert not result.failed and len(result.ran) == 4
+    return {"uri": uri, "tmp": tmp, "result": result}
+
+
+def test_ablation_report_has_table_plots_and_is_attached(ablation: dict[str, Any]) -> None:
+    uri, tmp, result = ablation["uri"], ablation["tmp"], ablation["result"]
+    paths = build_report(result.parent_run_id, tracking_uri=uri, out_dir=tmp / "rep")
+    md = (tmp / "rep" / "report.md").read_text()
+    assert result.table.to_markdown().splitlines()[0] in md  # the table, recomputed from MLflow
+    for row in result.table.rows:
+        assert f"| {row.cell} | 2 |" in md
+    assert "![" in md and "(ablation_bars.png)" in md and "(pretrain_losses.png)" in md
+    assert "Time:" in md and "% of the wall time" in md
+    page = (tmp / "rep" / "report.html").read_text()
+    images = re.findall(r"data:image/png;base64,([A-Za-z0-9+/=]+)", page)
+    assert len(images) == 2 and all(base64.b64decode(i)[:4] == b"\x89PNG" for i in images)  # self-contained
+    assert {p.name for p in paths} >= {"report.md", "report.html", "ablation_bars.png", "pretrain_losses.png"}
+    arts = artifact_paths(uri, result.parent_run_id, "report")
+    assert {"report/report.md", "report/report.html", "report/ablation_bars.png",
+            "report/pretrain_losses.png"} <= arts
+
+
+def test_report_by_experiment_name_through_the_cli(ablation: dict[str, Any]) -> None:
+    out = ablation["tmp"] / "by-experiment"
+    assert main(["report", "ablations", "--tracking-uri", ablation["uri"], "--out", str(out), "--no-attach"]) == 0
+    md = (out / "report.md").read_text()
+    assert "# Report: experiment ablations" in md and "## Ablation reported" in md
+
+
+def _fake_search(uri: str) -> str:
+    """A finished search as ``ms2l tune`` records it: parent + trial children (+ a pretrain grandchild)."""
+    parent = start_run(uri, "search", "tune-demo", None, {"kind": "search", "metric": "linear.val_top1",
+                                                          "mode": "max"})
+    for i, (lr, tau, opt) in enumerate([(1e-3, 0.5, "adam"), (3e-3, 0.9, "sgd"), (1e-2, 0.2, "adam"),
+                                        (3e-4, 0.7, "sgd")]):
+        trial = start_run(uri, "search", f"trial-{i}", parent, {"trial_id": f"t{i:03d}", "kind": "trial"})
+        trial.log_params({"pretrain.lr": lr, "tasks.temperature": tau, "optim": opt, "seed": 0})
+        trial.log_metrics({"objective": 40.0 + 10 * tau - i}, step=0)
+        pre = start_run(uri, "search", f"trial-{i}-pretrain", trial, {"kind": "pretrain"})
+        for epoch in range(3):
+            pre.log_metrics({"train_loss": 3.0 - epoch * 0.5 - 0.1 * i, "train_jigsaw_loss": 1.5 - 0.2 * epoch},
+                            step=epoch + 1)
+        for run in (pre, trial):
+            run.end("FINISHED")
+    parent.log_text("param,importance\ntasks.temperature,0.8\npretrain.lr,0.15\noptim,0.05\n",
+                    "param_importance.csv")
+    parent.log_text("trial_id,objective\nt000,45\n", "trials.csv")
+    parent.end("FINISHED")
+    return parent.run_id
+
+
+def test_search_report_history_importance_parallel_coordinates(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    parent = _fake_search(uri)
+    build_report(parent, tracking_uri=uri, out_dir=tmp_path / "rep", top_k=3)
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "## Search tune-demo" in md and "4 trials" in md and "(linear.val_top1, max)" in md
+    for png in ("search_history.png", "param_importance.png", "parallel_coordinates.png", "pretrain_losses.png"):
+        assert f"({png})" in md and (tmp_path / "rep" / png).stat().st_size > 1000
+    ranked = re.findall(r"^\| (\d) \| (t\d{3}) \|", md, flags=re.M)
+    assert ranked == [("1", "t001"), ("2", "t000"), ("3", "t003")]  # best objective first, top-k only
+    assert "seed" not in md.split("| rank |")[1].splitlines()[0]  # constant params are not columns
+    assert {"report/report.html", "report/parallel_coordinates.png"} <= artifact_paths(uri, parent, "report")
+
+
+def test_unknown_target_lists_experiments(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    _fake_search(uri)
+    assert main(["report", "nope", "--tracking-uri", uri, "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "neither a run id nor an experiment name" in err and "search" in err

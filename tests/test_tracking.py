@@ -1,0 +1,89 @@
+"""MLflow store handling: URI resolution, secret masking, and many concurrent writers on one SQLite file."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+from pathlib import Path
+
+import pytest
+
+from ms2l_ray.tracking.runs import RunLogger, RunRef, mask_secrets, start_run
+from ms2l_ray.tracking.store import TrackingError, check_reachable, resolve_tracking_uri, retrying
+
+
+def test_default_uri_is_an_absolute_sqlite_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert resolve_tracking_uri(workdir=tmp_path) == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+    assert resolve_tracking_uri() == "http://127.0.0.1:5000"
+    assert resolve_tracking_uri("sqlite:////x/y.db") == "sqlite:////x/y.db"
+
+
+def test_bad_tracking_uris_are_reported(tmp_path: Path) -> None:
+    with pytest.raises(TrackingError, match="does not exist"):
+        check_reachable(f"sqlite:///{tmp_path / 'nope' / 'm.db'}")
+    with pytest.raises(TrackingError, match="unsupported"):
+        check_reachable("gopher://x")
+
+
+def test_secrets_are_masked() -> None:
+    got = mask_secrets({"aws_secret_access_key": "abc", "MLFLOW_TRACKING_PASSWORD": "p", "db_token": "t",
+                        "tasks.temperature": 0.9, "api_key": ""})
+    assert got == {"aws_secret_access_key": "***", "MLFLOW_TRACKING_PASSWORD": "***", "db_token": "***",
+                   "tasks.temperature": 0.9, "api_key": ""}
+
+
+def test_retrying_retries_only_transient_errors() -> None:
+    calls = []
+
+    def flaky() -> int:
+        calls.append(1)
+        if len(calls) < 3:
+            raise RuntimeError("(sqlite3.OperationalError) database is locked")
+        return 7
+
+    assert retrying(flaky, base_delay_s=0.001) == 7 and len(calls) == 3
+    with pytest.raises(KeyError):
+        retrying(lambda: {}["x"], base_delay_s=0.001)
+
+
+def _writer(uri: str, worker: int, runs: int, steps: int) -> None:
+    parent = None
+    for r in range(runs):
+        run = start_run(uri, "contention", f"w{worker}-r{r}", parent, {"worker": worker, "index": r})
+        run.log_params({"a": worker, "b": r})
+        for step in range(steps):
+            run.log_metrics({"loss": float(step), "acc": float(worker)}, step=step)
+        run.end()
+
+
+def test_many_concurrent_writers_lose_no_runs(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    start_run(uri, "contention", "warmup").end()  # create the schema once
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(uri, w, 3, 6)) for w in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=300)
+    assert [p.exitcode for p in procs] == [0] * 4
+    from mlflow.tracking import MlflowClient
+
+    c = MlflowClient(uri)
+    exp = c.get_experiment_by_name("contention").experiment_id
+    runs = c.search_runs([exp], "tags.worker != ''", max_results=1000)
+    assert len(runs) == 12
+    assert all(r.info.status == "FINISHED" for r in runs)
+    for r in runs[:5]:
+        assert len(c.get_metric_history(r.info.run_id, "loss")) == 6
+
+
+def test_run_logger_reopen_and_fail(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    run = start_run(uri, "e", "r")
+    run.end("FAILED")
+    again = RunLogger(RunRef(uri, run.run_id))
+    again.reopen()
+    from mlflow.tracking import MlflowClient
+
+    assert MlflowClient(uri).get_run(run.run_id).info.status == "RUNNING"
