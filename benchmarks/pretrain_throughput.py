@@ -12,6 +12,9 @@ decoder GRU 2 × 600, MLP heads 2048). Valid lengths are drawn like NTU's, ``cli
 The reference-style step differs only in *how*: the jigsaw view is built by a per-sample Python loop on
 the CPU (:func:`ms2l_ray.augment.reference_jigsaw_loop`), the views are made on the CPU and copied to the
 device, the GRUs run over all ``T`` padded frames, and the three views go through the encoder one by one.
+Our step is timed twice: with packed GRUs (``pack_padded_sequence``) and with the default ``"reversed"`` GRUs
+(unpacked over the longest clip, backward direction reversed within each length; same outputs, see
+:mod:`ms2l_ray.model.encoder`), which is much faster on CPU.
 A second table times the augmentations alone (vectorised vs per-sample loops).
 """
 
@@ -30,6 +33,7 @@ from ms2l_ray.config import ModelConfig, TaskConfig
 from ms2l_ray.contract import valid_mask
 from ms2l_ray.losses import contrastive_loss
 from ms2l_ray.model import MS2L, MLPHead, PretrainOutput, build_ms2l, init_weights
+from ms2l_ray.model.encoder import DEFAULT_IMPL, GRUImpl
 
 NUM_FEATURES = 150  # NTU: 2 persons × 25 joints × 3 coords
 PERSONS, JOINTS, COORDS = 2, 25, 3
@@ -137,16 +141,31 @@ def ms2l_groups(model: MS2L) -> list[list[nn.Parameter]]:
     return [list(p.parameters()) for p in parts if p is not None]
 
 
+def set_gru_impl(model: MS2L, impl: GRUImpl) -> None:
+    """Switch how the encoder's and motion decoder's GRUs treat padding (:func:`ms2l_ray.model.run_gru`)."""
+    model.encoder.impl = impl
+    if model.motion_decoder is not None:
+        model.motion_decoder.impl = impl
+
+
 def pretrain_table(args: argparse.Namespace, device: torch.device) -> list[str]:
     x_cpu, len_cpu = ntu_like_batch(args.batch_size, args.frames, args.seed)
     gen = torch.Generator().manual_seed(args.seed)
     torch.manual_seed(args.seed)
     cfg = ModelConfig(hidden_size=args.hidden)
-    ours = build_ms2l(cfg, TaskConfig(), NUM_FEATURES).to(device).train()
+    ours = build_ms2l(cfg, TaskConfig(), NUM_FEATURES).to(device).train()  # default GRU impl ("reversed")
     ours_opt = torch.optim.Adam(ours.parameters(), lr=1e-3)
+    packed = build_ms2l(cfg, TaskConfig(), NUM_FEATURES).to(device).train()
+    packed.load_state_dict(ours.state_dict())  # same parameters: the GRU impl changes no state_dict key
+    set_gru_impl(packed, "packed")
+    packed_opt = torch.optim.Adam(packed.parameters(), lr=1e-3)
 
     def ours_loss() -> torch.Tensor:
         out: PretrainOutput = ours(x_cpu.to(device), len_cpu.to(device), gen)
+        return out.loss
+
+    def packed_loss() -> torch.Tensor:
+        out: PretrainOutput = packed(x_cpu.to(device), len_cpu.to(device), gen)
         return out.loss
 
     ref = ReferenceStyleMS2L(args.hidden, cfg.head_hidden, cfg.proj_dim).to(device).train()
@@ -158,7 +177,9 @@ def pretrain_table(args: argparse.Namespace, device: torch.device) -> list[str]:
     rows = []
     timings = {}
     for name, fn, opt, groups in (("reference-style step", ref_loss, ref_opt, ref.clip_groups()),
-                                  ("MS2L step (ours)", ours_loss, ours_opt, ms2l_groups(ours))):
+                                  ("MS2L step (ours, packed GRUs)", packed_loss, packed_opt, ms2l_groups(packed)),
+                                  (f"MS2L step (ours, default: {DEFAULT_IMPL} GRUs)", ours_loss, ours_opt,
+                                   ms2l_groups(ours))):
         timings[name] = time_steps(lambda f=fn, o=opt, g=groups: train_step(f, o, g),  # type: ignore[misc]
                                    args.steps, args.warmup, device)
     base = timings["reference-style step"]

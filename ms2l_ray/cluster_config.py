@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import io
 import re
 import shlex
@@ -181,6 +182,13 @@ def repo_files_named(code: str) -> list[tuple[int, str]]:
             if (m := REPO_FILE.match(tok.split("=", 1)[-1]))]
 
 
+@functools.lru_cache(maxsize=1)
+def _cli_parser() -> argparse.ArgumentParser:
+    from ms2l_ray.cli import build_parser
+
+    return build_parser()
+
+
 def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
@@ -190,11 +198,7 @@ def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentP
 
 def check_ms2l_command(argv: list[str], repo_root: Path, parser: argparse.ArgumentParser | None = None) -> list[str]:
     """Problems with one ``ms2l`` invocation, checked against the real CLI parser."""
-    if parser is None:
-        from ms2l_ray.cli import build_parser
-
-        parser = build_parser()
-    commands = _subparsers(parser)
+    commands = _subparsers(parser or _cli_parser())
     if not argv or argv[0] in ("-h", "--help"):
         return [] if argv else ["`ms2l` without a subcommand"]
     cmd, args = argv[0], argv[1:]
@@ -307,7 +311,7 @@ def check_raycluster_spec(spec: Any, prefix: str) -> list[tuple[str, str]]:
     return found
 
 
-def check_kuberay(doc: dict[str, Any], runtime_env_check: Any) -> list[tuple[str, str]]:
+def check_kuberay(doc: dict[str, Any]) -> list[tuple[str, str]]:
     found = _require(doc, ["apiVersion", "kind", "metadata.name", "spec"])
     if doc.get("apiVersion") != "ray.io/v1":
         found.append(("apiVersion", f"expected ray.io/v1, got {doc.get('apiVersion')!r}"))
@@ -324,7 +328,7 @@ def check_kuberay(doc: dict[str, Any], runtime_env_check: Any) -> list[tuple[str
             env = yaml.safe_load(spec["runtimeEnvYAML"])
         except yaml.YAMLError as exc:
             return found + [("spec.runtimeEnvYAML", f"not valid YAML: {exc}")]
-        found += [(f"spec.runtimeEnvYAML.{f}", m) for f, m in runtime_env_check(env)]
+        found += [(f"spec.runtimeEnvYAML.{f}", m) for f, m in check_runtime_env(env)]
     return found
 
 
@@ -333,9 +337,13 @@ def check_runtime_env(doc: Any) -> list[tuple[str, str]]:
         return [("<top>", "a runtime environment is a mapping")]
     found = _require(doc, ["working_dir", "env_vars"])
     if isinstance(doc.get("working_dir"), str) and "://" not in doc["working_dir"]:  # a local dir is uploaded
-        excludes = doc.get("excludes") or []
-        found += [("excludes", f"does not exclude {p!r} (local runs, results and environments must not be "
-                               f"uploaded)") for p in REQUIRED_EXCLUDES if p not in excludes]
+        excludes = doc.get("excludes")
+        if not excludes:
+            found.append(("excludes", f"required field is missing: a local working_dir is uploaded, so exclude "
+                                      f"at least {list(REQUIRED_EXCLUDES)}"))
+        else:
+            found += [("excludes", f"does not exclude {p!r} (local runs, results and environments must not be "
+                                   f"uploaded)") for p in REQUIRED_EXCLUDES if p not in excludes]
     for key, value in (doc.get("env_vars") or {}).items():
         if (key.startswith("MLFLOW_TRACKING_") or is_secret_key(key)) and not REFERENCE.fullmatch(str(value)):
             found.append((f"env_vars.{key}", f"must be a ${{VAR}} reference to the node's environment, "
@@ -411,7 +419,7 @@ def validate_file(path: str | Path, repo_root: str | Path | None = None) -> list
             pre = f"[document {i}] " if len(docs) > 1 else ""
             kind = _yaml_kind(doc)
             checks = {"launcher": check_launcher, "runtime_env": check_runtime_env,
-                      "kuberay": lambda d: check_kuberay(d, check_runtime_env)}
+                      "kuberay": check_kuberay}
             if kind in checks:
                 found += [(pre + f, m) for f, m in checks[kind](doc)]
             elif kind == "kubernetes" and doc.get("kind") == "Secret" and (doc.get("data") or doc.get("stringData")):

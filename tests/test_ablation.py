@@ -129,8 +129,9 @@ def test_table_statistics_best_marks_and_selection_on_validation() -> None:
 
 # ----------------------------------------------------------------------------- one real, resumed ablation
 def _cli(tmp: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "ms2l_ray.cli", "ablate", str(SMOKE), "--tracking-uri", f"sqlite:///{tmp / 'mlflow.db'}",
-            "--storage-path", str(tmp / "ray"), "--out", str(tmp / "out"), "--name", "resumable", *extra]
+    return [sys.executable, "-m", "ms2l_ray.cli", "ablate", str(SMOKE), "--tracking-uri",
+            f"sqlite:///{tmp / 'mlflow.db'}", "--storage-path", str(tmp / "ray"), "--out", str(tmp / "out"),
+            "--name", "resumable", *extra]
 
 
 def _finished_cell_seeds(uri: str) -> list[Any]:

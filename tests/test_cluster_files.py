@@ -102,7 +102,8 @@ def test_runtime_env_is_accepted_by_ray() -> None:
 
 # --- the MLflow server recipe, run for real (--dry-run prints the command it would exec) ---------------
 
-def _mlflow_server(*args: str, uri: str = "postgresql://mlflow@db.internal:5432/mlflow") -> subprocess.CompletedProcess[str]:
+def _mlflow_server(*args: str, uri: str = "postgresql://mlflow@db.internal:5432/mlflow",
+                   ) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, MLFLOW_BACKEND_STORE_URI=uri, MLFLOW_ARTIFACTS_DESTINATION="s3://bucket/mlflow")
     return subprocess.run(["bash", str(CLUSTER / "mlflow-server.sh"), "--dry-run", *args], env=env,
                           capture_output=True, text=True, timeout=30)
@@ -248,7 +249,7 @@ def test_bad_command_in_docs_names_the_line(tmp_path: Path) -> None:
      "spec.rayClusterSpec.headGroupSpec.template.spec.containers[0].env[0][MLFLOW_TRACKING_PASSWORD].value"),
     ("doc.md", "Set it:\n\n```bash\nexport MLFLOW_TRACKING_PASSWORD=hunter2\n```\n", "line 4"),
     ("run.sh", "mlflow server --backend-store-uri postgresql://mlflow:hunter2@db/mlflow\n", "line 1"),
-    ("run2.sh", "ray job submit --address http://h:8265 -- ms2l run experiments/smoke.yaml --token hunter2\n", "line 1"),
+    ("run2.sh", "ray job submit --address http://h:8265 -- ms2l run x.yaml --token hunter2\n", "line 1"),
     ("keys.md", "aws configure set aws_access_key_id AKIAABCDEFGHIJKLMNOP\n", "line 1"),
     ("secret.yaml", "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\nstringData: {password: hunter2}\n", "data"),
     ("l.yaml", GOOD_LAUNCHER + "auth: {ssh_user: ubuntu, ssh_private_key: '-----BEGIN RSA PRIVATE KEY-----'}\n",

@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent  # the venv the head runs from: `ray` and `ms2l` live here
 GRID = "ablations/smoke.yaml"
 SEEDS = 1  # --num-samples: one seed per cell keeps each job to two cell-seeds (~1 min each on 2 cores)
-JOB_TIMEOUT_S = 240
+JOB_TIMEOUT_S = 420  # generous: other work on a 2-core machine can triple a job's wall time
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 
 
@@ -66,6 +66,8 @@ class RayHead:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "MLFLOW_"))}
         env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(self.token_path), RAY_USAGE_STATS_ENABLED="0",
                    RAY_TRAIN_V2_ENABLED="1", RAY_DEDUP_LOGS="0", MLFLOW_DISABLE_TELEMETRY="true",
+                   # One actor process less per Train job on 2 cores; spot preemption cannot happen here.
+                   RAY_TRAIN_ENABLE_PREEMPTION_WATCHER="0",
                    PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}")
         self.env = env  # for the head and for the `ray job` clients; RAY_ADDRESS only for submits
         self.log = self.root / "head.log"
@@ -201,6 +203,16 @@ def head() -> Iterator[RayHead]:
         h.stop()
 
 
+@pytest.fixture(scope="module")
+def submitted(head: RayHead, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    """The job ``test_submit_ablation_job`` checks, submitted early so that it runs alongside the stop/resume
+    test: a smoke job is mostly Ray start-up latency (process spawns, polls), not CPU, so two overlap well."""
+    tmp = tmp_path_factory.mktemp("submitted")
+    sid = f"ms2l-submit-{secrets.token_hex(3)}"
+    head.submit(sid, _ablate(tmp, "submitted"))
+    return sid, tmp
+
+
 def _ablate(tmp: Path, name: str, *extra: str) -> list[str]:
     return ["ms2l", "ablate", GRID, "--num-samples", str(SEEDS), "--tracking-uri", f"sqlite:///{tmp / 'mlflow.db'}",
             "--storage-path", str(tmp / "ray"), "--out", str(tmp / "out"), "--name", name, *extra]
@@ -252,24 +264,29 @@ def test_token_auth_is_on(head: RayHead) -> None:
     assert err.value.code == 401
 
 
-def test_submit_ablation_job(head: RayHead, tmp_path: Path) -> None:
-    sid = f"ms2l-submit-{secrets.token_hex(3)}"
-    head.submit(sid, _ablate(tmp_path, "submitted", "--max-concurrent", "2"))  # cell-seeds as Ray tasks
-    status = head.wait(sid)
-    logs = head.logs(sid)
-    assert status == "SUCCEEDED", logs[-4000:]
-    assert "[ablate]" in logs
-
-    parent, cells, below = _tree(f"sqlite:///{tmp_path / 'mlflow.db'}", "submitted")
-    assert parent.info.status == "FINISHED"
-    assert {(r.data.tags["cell"], int(r.data.tags["seed"])) for r in cells} == _grid_cell_seeds()
-    assert all(r.info.status == "FINISHED" for r in below), [(r.info.run_name, r.info.status) for r in below]
-    kinds = {r.data.tags.get("kind") for r in below}
-    assert {"ablation_cell", "pretrain", "evaluate"} <= kinds
-    assert (tmp_path / "out" / "table.md").exists()
+PROBE = ("import json, os, ms2l_ray; print('PROBE', json.dumps({'module': ms2l_ray.__file__, 'cwd': os.getcwd(), "
+         "'files': sorted(os.listdir('.')), 'env': {k: os.environ.get(k) for k in ('MLFLOW_DISABLE_TELEMETRY', "
+         "'MLFLOW_TRACKING_PASSWORD', 'RAY_AUTH_MODE')}}))")
 
 
-def test_stop_and_resume_ablation_job(head: RayHead, tmp_path: Path) -> None:
+def test_working_dir_upload_honours_runtime_env(head: RayHead) -> None:
+    """The job runs the uploaded copy of the repository, without what ``excludes`` names, and its
+    ``env_vars`` references are expanded on the node (unset there → empty, never a literal)."""
+    sid = f"ms2l-probe-{secrets.token_hex(3)}"
+    head.submit(sid, ["python", "-c", PROBE])
+    assert head.wait(sid, timeout_s=120) == "SUCCEEDED", head.logs(sid)
+    line = next(x for x in head.logs(sid).splitlines() if x.startswith("PROBE "))
+    probe = json.loads(line[len("PROBE "):])
+    assert probe["module"].startswith(probe["cwd"]) and not probe["cwd"].startswith(str(REPO))
+    assert {"ms2l_ray", "ablations", "cluster", "pyproject.toml"} <= set(probe["files"])
+    assert not {".git", ".mypy_cache", "mlflow.db", "ray_results", "outputs", "__pycache__"} & set(probe["files"])
+    assert probe["env"] == {"MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_TRACKING_PASSWORD": "",
+                            "RAY_AUTH_MODE": "token"}
+
+
+def test_stop_and_resume_ablation_job(head: RayHead, submitted: tuple[str, Path], tmp_path: Path) -> None:
+    """Stop a job after its first cell-seed finished; ``--resume`` with the same --name/--storage-path
+    completes it without running a finished cell-seed again. (``submitted`` runs alongside.)"""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     first = f"ms2l-stop-{secrets.token_hex(3)}"
     head.submit(first, _ablate(tmp_path, "interrupted"))
@@ -307,3 +324,20 @@ def test_stop_and_resume_ablation_job(head: RayHead, tmp_path: Path) -> None:
                 for r in children]
     assert len(per_cell) == len(set(per_cell)), f"duplicate runs under a finished cell-seed: {per_cell}"
     assert all(r.info.status == "FINISHED" for r in children)
+
+
+def test_submit_ablation_job(head: RayHead, submitted: tuple[str, Path]) -> None:
+    """``ray job submit -- ms2l ablate ...`` succeeds and leaves the whole run tree FINISHED in MLflow."""
+    sid, tmp = submitted
+    status = head.wait(sid)
+    logs = head.logs(sid)
+    assert status == "SUCCEEDED", logs[-4000:]
+    assert "[ablate]" in logs
+
+    parent, cells, below = _tree(f"sqlite:///{tmp / 'mlflow.db'}", "submitted")
+    assert parent.info.status == "FINISHED"
+    assert {(r.data.tags["cell"], int(r.data.tags["seed"])) for r in cells} == _grid_cell_seeds()
+    assert all(r.info.status == "FINISHED" for r in below), [(r.info.run_name, r.info.status) for r in below]
+    kinds = {r.data.tags.get("kind") for r in below}
+    assert {"ablation_cell", "pretrain", "evaluate"} <= kinds
+    assert (tmp / "out" / "table.md").exists()

@@ -22,6 +22,7 @@ from ms2l_ray.model import (
     build_ms2l,
     mask_mean_pool,
 )
+from ms2l_ray.model.encoder import DEFAULT_IMPL, GRU_IMPLS, GRUImpl, gather_time, within_length_reverse_index
 
 F = 6
 TINY = ModelConfig(hidden_size=16, num_layers=2, decoder_layers=1, head_hidden=32, proj_dim=8)
@@ -111,6 +112,158 @@ def test_motion_decoder_zero_at_padding() -> None:
     out = dec(torch.randn(2, 6, 8), lens)
     assert out.shape == (2, 6, F)
     assert torch.count_nonzero(out[~valid_mask(lens, 6)]) == 0 and torch.count_nonzero(out[0, :5]) > 0
+
+
+
+# ---- GRU implementations: "reversed" (unpacked, reversed within length) must equal "packed" -----------------
+
+
+def perturbed(module: nn.Module, seed: int = 0) -> nn.Module:
+    """Non-zero biases and shuffled weights: at init (zero biases) padding effects could hide."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * 0.3)
+    return module
+
+
+def masked_sum_grads(module: nn.Module, x: torch.Tensor, lens: torch.Tensor,
+                     weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+    """Output, input grad and parameter grads of ``sum(out · weight · valid)``."""
+    module.zero_grad()
+    x = x.clone().requires_grad_()
+    out = module(x, lens)
+    (out * weight * valid_mask(lens, x.shape[1]).unsqueeze(-1)).sum().backward()
+    assert x.grad is not None
+    return out.detach(), x.grad, {n: p.grad.clone() for n, p in module.named_parameters() if p.grad is not None}
+
+
+def assert_same_valid(a: torch.Tensor, b: torch.Tensor, lens: torch.Tensor) -> None:
+    valid = valid_mask(lens, a.shape[1])
+    assert torch.allclose(a[valid], b[valid], atol=1e-5, rtol=1e-5), (a[valid] - b[valid]).abs().max()
+
+
+@pytest.mark.parametrize("bidirectional, num_layers", [(True, 1), (True, 2), (False, 1), (False, 2)])
+def test_reversed_gru_equals_packed_outputs_and_gradients(bidirectional: bool, num_layers: int) -> None:
+    torch.manual_seed(0)
+    packed = perturbed(GRUEncoder(F, 8, num_layers, bidirectional, impl="packed"))
+    reversed_ = GRUEncoder(F, 8, num_layers, bidirectional, impl="reversed")
+    reversed_.load_state_dict(packed.state_dict())
+    x, lens = batch(6, 12, seed=3)
+    lens[0] = 9  # no clip spans all T frames: the batch is cut to 9, then padded back
+    weight = torch.randn(6, 12, 8)
+    out_p, dx_p, grads_p = masked_sum_grads(packed, x, lens, weight)
+    out_r, dx_r, grads_r = masked_sum_grads(reversed_, x, lens, weight)
+    assert out_r.shape == (6, 12, 8)
+    assert_same_valid(out_r, out_p, lens)
+    assert torch.count_nonzero(out_r[~valid_mask(lens, 12)]) == 0
+    assert torch.allclose(dx_r, dx_p, atol=1e-5, rtol=1e-4)
+    assert grads_r.keys() == grads_p.keys() == dict(packed.named_parameters()).keys()
+    for name in grads_p:
+        assert torch.allclose(grads_r[name], grads_p[name], atol=1e-5, rtol=1e-4), name
+
+
+def test_reversed_gru_ignores_padding_content_and_length() -> None:
+    torch.manual_seed(0)
+    enc = perturbed(GRUEncoder(F, 8, 2, impl="reversed"))
+    x, lens = batch(4, 10, seed=1)
+    weight = torch.randn(4, 10, 8)
+    out, dx, grads = masked_sum_grads(enc, x, lens, weight)
+    pad = ~valid_mask(lens, 10)
+    junk = torch.where(pad.unsqueeze(-1), torch.randn(4, 10, F) * 100, x)
+    junk[1, -1, 0] = float("inf")  # even non-finite junk cannot leak (0 · inf would be NaN)
+    junk[2, -1, 1] = float("nan")
+    out_j, dx_j, grads_j = masked_sum_grads(enc, junk, lens, weight)
+    assert torch.equal(out_j, out) and torch.equal(dx_j, dx)
+    assert all(torch.equal(grads_j[n], grads[n]) for n in grads)
+    longer = torch.cat([x, torch.randn(4, 10, F)], dim=1)  # T -> 2T (with junk beyond len)
+    out_2t, _, grads_2t = masked_sum_grads(enc, longer, lens, torch.cat([weight, weight], dim=1))
+    assert out_2t.shape == (4, 20, 8) and torch.count_nonzero(out_2t[:, 10:]) == 0
+    assert torch.allclose(out_2t[:, :10], out, atol=1e-6)
+    assert all(torch.allclose(grads_2t[n], grads[n], atol=1e-6) for n in grads)
+
+
+def test_within_length_reverse_index_hand_value() -> None:
+    idx = within_length_reverse_index(torch.tensor([3, 1, 4]), 4)
+    assert idx.tolist() == [[2, 1, 0, 3], [0, 1, 2, 3], [3, 2, 1, 0]]
+    x = torch.arange(12.0).view(3, 4, 1)
+    assert torch.equal(gather_time(gather_time(x, idx), idx), x)  # an involution: it un-reverses itself
+
+
+def test_gru_impl_state_dicts_interchange() -> None:
+    torch.manual_seed(0)
+    x, lens = batch(3, 10)
+    encs = {impl: GRUEncoder(F, 8, 2, impl=impl) for impl in GRU_IMPLS}
+    perturbed(encs["packed"])
+    state = encs["packed"].state_dict()
+    for enc in encs.values():
+        assert enc.state_dict().keys() == state.keys()
+        enc.load_state_dict(state)  # strict
+    assert torch.equal(encs["reversed"].state_dict()["gru.weight_hh_l1_reverse"], state["gru.weight_hh_l1_reverse"])
+    assert_same_valid(encs["reversed"](x, lens), encs["packed"](x, lens), lens)
+    decs = {impl: MotionDecoder(8, F, 2, impl=impl) for impl in GRU_IMPLS}
+    for dec in decs.values():
+        dec.load_state_dict(decs["packed"].state_dict())
+
+
+def test_gru_impl_and_legacy_pack_flag() -> None:
+    assert GRUEncoder(F, 8).impl == DEFAULT_IMPL == "reversed" and MotionDecoder(8, F).impl == "reversed"
+    assert GRUEncoder(F, 8, pack=True).impl == "packed" and GRUEncoder(F, 8, pack=False).impl == "padded"
+    assert GRUEncoder(F, 8, pack=True, impl="reversed").impl == "reversed"  # both skip padding
+    assert GRUEncoder(F, 8, impl="padded").pack is False and GRUEncoder(F, 8).pack is True
+    with pytest.raises(ValueError, match="contradicts"):
+        GRUEncoder(F, 8, pack=False, impl="packed")
+    with pytest.raises(ValueError, match="impl must be one of"):
+        GRUEncoder(F, 8, impl="sorted")  # type: ignore[arg-type]
+
+
+def test_reversed_gru_dropout_only_between_layers_in_training() -> None:
+    torch.manual_seed(0)
+    enc = GRUEncoder(F, 8, 2, dropout=0.5, impl="reversed")
+    packed = GRUEncoder(F, 8, 2, dropout=0.5, impl="packed")
+    packed.load_state_dict(enc.state_dict())
+    x, lens = batch(4, 10)
+    enc.eval(), packed.eval()
+    assert_same_valid(enc(x, lens), packed(x, lens), lens)  # eval: no dropout anywhere
+    enc.train()
+    a, b = enc(x, lens), enc(x, lens)
+    assert not torch.allclose(a, b)  # training: dropout between the layers is active ...
+    assert torch.count_nonzero(a[valid_mask(lens, 10)]) == a[valid_mask(lens, 10)].numel()  # ... not on the output
+
+
+@pytest.mark.parametrize("impl", ["reversed", "padded"])
+def test_motion_decoder_impls_equal_packed(impl: GRUImpl) -> None:
+    torch.manual_seed(0)
+    packed = perturbed(MotionDecoder(8, F, 2, impl="packed"))
+    other = MotionDecoder(8, F, 2, impl=impl)
+    other.load_state_dict(packed.state_dict())
+    h, lens = torch.randn(5, 12, 8), torch.tensor([7, 3, 9, 1, 5])  # longest clip 9 < T = 12
+    weight = torch.randn(5, 12, F)
+    out_p, dh_p, grads_p = masked_sum_grads(packed, h, lens, weight)
+    out_o, dh_o, grads_o = masked_sum_grads(other, h, lens, weight)
+    assert_same_valid(out_o, out_p, lens)
+    assert torch.count_nonzero(out_o[~valid_mask(lens, 12)]) == 0
+    assert torch.allclose(dh_o, dh_p, atol=1e-5, rtol=1e-4)
+    assert all(torch.allclose(grads_o[n], grads_p[n], atol=1e-5, rtol=1e-4) for n in grads_p)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_reversed_gru_equals_packed_on_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)  # TF32 GRUs differ by ~1e-4 between calls
+    torch.manual_seed(0)
+    packed = perturbed(GRUEncoder(F, 16, 2, impl="packed")).cuda()
+    reversed_ = GRUEncoder(F, 16, 2, impl="reversed").cuda()
+    reversed_.load_state_dict(packed.state_dict())
+    x, lens = batch(6, 12, seed=3)
+    x, lens, weight = x.cuda(), lens.cuda(), torch.randn(6, 12, 16, device="cuda")
+    out_p, dx_p, grads_p = masked_sum_grads(packed, x, lens, weight)
+    out_r, dx_r, grads_r = masked_sum_grads(reversed_, x, lens, weight)
+    assert out_r.device.type == "cuda"
+    valid = valid_mask(lens, 12)
+    assert torch.allclose(out_r[valid], out_p[valid], atol=1e-4, rtol=1e-4)
+    assert torch.allclose(dx_r, dx_p, atol=1e-4, rtol=1e-3)
+    assert all(torch.allclose(grads_r[n], grads_p[n], atol=1e-4, rtol=1e-3) for n in grads_p)
 
 
 # ---- task switches ---------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ import pytest
 from ms2l_ray.ablation.grid import load_grid
 from ms2l_ray.ablation.runner import run_ablation
 from ms2l_ray.cli import main
+from ms2l_ray.commands.ablate_cmds import POLL_ENV, POLL_S
 from ms2l_ray.distributed.spec import Resources
 from ms2l_ray.orchestrate import Execution, Tracking
 from ms2l_ray.report.build import build_report
@@ -46,9 +47,11 @@ def ablation(ray_local: None, tmp_path_factory: pytest.TempPathFactory) -> dict[
     tmp = tmp_path_factory.mktemp("report")
     uri = f"sqlite:///{tmp / 'mlflow.db'}"
     grid = load_grid(ROOT / "ablations" / "smoke.yaml")
-    result = run_ablation(grid, name="reported", tracking=Tracking(uri, "ablations"),
-                          execution=Execution(resources=Resources(1, 1.0, 0.0), storage_path=str(tmp / "ray")),
-                          out_dir=tmp / "out", max_concurrent=2)
+    with pytest.MonkeyPatch.context() as mp:  # what `ms2l ablate` sets: Train's poll interval, 2 s → 0.2 s
+        mp.setenv(POLL_ENV, POLL_S)
+        result = run_ablation(grid, name="reported", tracking=Tracking(uri, "ablations"),
+                              execution=Execution(resources=Resources(1, 1.0, 0.0), storage_path=str(tmp / "ray")),
+                              out_dir=tmp / "out", max_concurrent=2)
     assert not result.failed and len(result.ran) == 4
     return {"uri": uri, "tmp": tmp, "result": result}
 

@@ -183,7 +183,7 @@ class _CellSeedJobs:
             self.log(f"[ablate] {len(self.ran)}/{total} cell={cell.name} seed={seed}: {shown} "
                      f"({time.perf_counter() - t0:.0f}s)")
         else:
-            run.end("KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED")
+            run.end("FAILED" if isinstance(error, Exception) else "KILLED")
             self.failed.append((cell.name, seed, repr(error)))
             self.log(f"[ablate] cell={cell.name} seed={seed} FAILED: {error!r}")
 
@@ -193,18 +193,21 @@ class _CellSeedJobs:
             t0 = time.perf_counter()
             try:
                 summary = _pipeline(*args)
-            except KeyboardInterrupt as exc:
-                self.finish(cell, seed, run, t0, None, exc, len(todo))
-                raise
             except Exception as exc:  # noqa: BLE001 - one failing cell must not lose the others
                 self.finish(cell, seed, run, t0, None, exc, len(todo))
                 continue
+            except BaseException as exc:  # Ctrl-C (Ray Train's SIGINT handler exits via SystemExit)
+                self.finish(cell, seed, run, t0, None, exc, len(todo))
+                raise
             self.finish(cell, seed, run, t0, summary, None, len(todo))
 
     def concurrent(self, todo: list[tuple[Cell, int]], max_concurrent: int) -> None:
         import ray
 
         task = ray.remote(num_cpus=0, max_retries=0)(_pipeline)
+        train_env = {k: v for k, v in os.environ.items() if k.startswith("RAY_TRAIN_")}
+        if train_env:  # the driver's Ray Train settings reach the Train jobs launched from the tasks
+            task = task.options(runtime_env={"env_vars": train_env})
         queue = list(todo)
         running: dict[Any, tuple[Cell, int, RunLogger, float]] = {}
         try:
@@ -220,7 +223,7 @@ class _CellSeedJobs:
                 except Exception as exc:  # noqa: BLE001 - recorded on the cell-seed run, others continue
                     summary, error = None, exc
                 self.finish(cell, seed, run, t0, summary, error, len(todo))
-        except KeyboardInterrupt as exc:
+        except BaseException as exc:  # interrupted: the in-flight cell-seeds are lost, mark them KILLED
             for ref, (cell, seed, run, t0) in running.items():
                 ray.cancel(ref, force=True)
                 self.finish(cell, seed, run, t0, None, exc, len(todo))
@@ -265,7 +268,7 @@ def run_ablation(grid: Grid, *, name: str, tracking: Tracking, execution: Execut
         table = ablation_table(tracking.uri, parent.run_id, grid.metrics)
         _publish(parent, table, out_dir)
         parent.end("FAILED" if jobs.failed else "FINISHED")
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemExit):
         parent.end("KILLED")
         raise
     except BaseException:

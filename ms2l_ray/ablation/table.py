@@ -150,7 +150,7 @@ class AblationTable:
 
     def to_csv(self) -> str:
         buf = io.StringIO()
-        w = csv.writer(buf)
+        w = csv.writer(buf, lineterminator="\n")
         w.writerow(["cell", "n", "seeds"] + [f"{c}.{s}" for c in self.columns for s in ("mean", "std")] + ["best_in"])
         for r in self.rows:
             stats = [_fmt(x) for c in self.columns for x in (r.mean(c), r.std(c))]

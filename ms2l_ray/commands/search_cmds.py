@@ -8,6 +8,7 @@ continues with ``ms2l tune <space> --resume --name <name>`` (the name is printed
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -32,8 +33,10 @@ def _extra(args: argparse.Namespace) -> dict[str, Any]:
     delta: dict[str, Any] = {}
     for item in args.overrides:
         delta = merge_deltas(delta, parse_override(item))
-    if args.dataset is not None:
-        delta = merge_deltas(delta, {"data": {"dataset": args.dataset}})
+    if args.dataset is not None:  # absolute: trials run with the trial directory as working directory
+        dataset = args.dataset if args.dataset == "builtin" or "://" in args.dataset \
+            else str(Path(args.dataset).resolve())
+        delta = merge_deltas(delta, {"data": {"dataset": dataset}})
     if args.seed is not None:
         delta["seed"] = args.seed
     return delta
@@ -45,8 +48,16 @@ def _storage(args: argparse.Namespace) -> str | None:
 
 
 def _tune(args: argparse.Namespace) -> int:
-    import yaml
+    from ms2l_ray.search.tuner import SearchInterrupted
 
+    try:
+        return _run(args)
+    except SearchInterrupted as exc:
+        print(f"ms2l tune: {exc}", file=sys.stderr)
+        return 130
+
+
+def _run(args: argparse.Namespace) -> int:
     from ms2l_ray.search.space import load_space, with_overrides
     from ms2l_ray.search.tuner import check_name, resume_search, run_search
 
@@ -68,8 +79,7 @@ def _tune(args: argparse.Namespace) -> int:
         tracking = tracking_from_args(args)
         start_ray(args)
         result = run_search(space, name=args.name, storage_path=_storage(args), tracking=tracking,
-                            resources=resources, extra=extra, max_failures=args.max_failures,
-                            space_raw=yaml.safe_load(Path(args.space).read_text()) or {}, overrides=overrides)
+                            resources=resources, extra=extra, max_failures=args.max_failures)
     payload = result.to_json()
     payload["wall_time_s"] = time.perf_counter() - t0
     print(f"[tune] search {result.name} done in {payload['wall_time_s']:.0f}s"
@@ -84,7 +94,8 @@ def add_search_commands(sub: argparse._SubParsersAction) -> None:  # type: ignor
     p.add_argument("space", type=Path, help="search space YAML (see search_spaces/)")
     p.add_argument("--name", default=None, help="search name (Tune experiment and MLflow parent run); "
                                                 "default <space>-<timestamp>")
-    p.add_argument("--resume", action="store_true", help="continue the interrupted search --name NAME")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the interrupted search --name NAME (with the space and settings it recorded)")
     p.add_argument("--preset", default=None, help="override the space's config preset")
     p.add_argument("--dataset", default=None, help="'builtin' or an Arrow store from `ms2l data prepare`")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",

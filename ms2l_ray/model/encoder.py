@@ -11,6 +11,7 @@ reference behaviour.
 
 from __future__ import annotations
 
+import warnings
 from typing import Literal
 
 import torch
@@ -41,6 +42,12 @@ def init_weights(module: nn.Module) -> None:
                 nn.init.zeros_(param)
 
 
+# cuDNN warns when an RNN's weights are not one flat buffer in its own layout, and copies them into one. The
+# per-(layer, direction) calls of run_gru_direction hand it a slice of nn.GRU's flat buffer, so the copy (one
+# layer's weights, cheap next to the GRU) is expected: silence that warning for calls from this module only.
+warnings.filterwarnings("ignore", message="RNN module weights are not part of single contiguous chunk",
+                        category=UserWarning, module=__name__)
+
 GRUImpl = Literal["packed", "reversed", "padded"]
 """How :func:`run_gru` runs a GRU over a zero-padded batch (see the module docstring)."""
 
@@ -58,7 +65,7 @@ def resolve_impl(impl: GRUImpl | None, pack: bool | None) -> GRUImpl:
     legacy: GRUImpl = "packed" if pack else "padded"
     if impl is None:
         return legacy
-    if pack is False and impl != "padded" or pack is True and impl == "padded":
+    if (impl == "padded") == pack:
         raise ValueError(f"pack={pack} contradicts impl={impl!r}")
     return impl  # pack=True also fits "reversed": both skip padding and agree at valid frames
 
@@ -98,7 +105,9 @@ def run_gru_direction(gru: nn.GRU, x: torch.Tensor, layer: int, reverse: bool) -
         x: ``[N, T, in]``. output: ``[N, T, gru.hidden_size]``.
     """
     hx = x.new_zeros(1, x.shape[0], gru.hidden_size)  # [1, N, H]
-    out, _ = torch.gru(x, hx, gru_layer_weights(gru, layer, reverse), gru.bias, 1, 0.0, False, False, True)
+    # train=gru.training as nn.GRU passes it: cuDNN keeps what backward needs only in training mode
+    weights = gru_layer_weights(gru, layer, reverse)
+    out, _ = torch.gru(x, hx, weights, gru.bias, 1, 0.0, gru.training, False, True)
     return out
 
 
@@ -128,17 +137,12 @@ def run_gru_reversed(gru: nn.GRU, x: torch.Tensor, lengths: torch.Tensor) -> tor
         rev = within_length_reverse_index(lengths, t_max)  # [N, t_max], built once per batch
         for layer in range(gru.num_layers):
             if layer > 0 and gru.dropout > 0:
-                h = nn.functional.dropout(h, gru.dropout, self_training(gru))
+                h = nn.functional.dropout(h, gru.dropout, gru.training)
             fwd = run_gru_direction(gru, h, layer, reverse=False)  # [N, t_max, H]
             bwd = gather_time(run_gru_direction(gru, gather_time(h, rev), layer, reverse=True), rev)
             h = torch.cat([fwd, bwd], dim=2)  # [N, t_max, 2H]
     h = torch.where(valid, h, 0.0)  # [N, t_max, D*H]
     return nn.functional.pad(h, (0, 0, 0, frames - t_max))  # [N, T, D*H]
-
-
-def self_training(module: nn.Module) -> bool:
-    """``module.training`` (a function so mypy sees a plain bool)."""
-    return bool(module.training)
 
 
 def run_gru(gru: nn.GRU, x: torch.Tensor, lengths: torch.Tensor, impl: GRUImpl = DEFAULT_IMPL) -> torch.Tensor:
@@ -193,11 +197,14 @@ class GRUEncoder(nn.Module):
         num_layers: stacked GRU layers.
         bidirectional: BiGRU as the reference.
         dropout: between GRU layers (the reference uses none).
-        pack: skip padding with ``pack_padded_sequence`` (default) or run over all ``T`` frames (reference).
+        pack: legacy alias of ``impl``: ``True`` → ``"packed"``, ``False`` → ``"padded"``.
+        impl: how the GRU runs over padding (:func:`run_gru`): ``"reversed"`` (default, fastest on CPU),
+            ``"packed"`` (same outputs), or ``"padded"`` (the reference). The parameters are one ``nn.GRU``
+            (``gru.*``) in every case, so a state_dict of one loads into any other.
     """
 
     def __init__(self, num_features: int, hidden_size: int = 600, num_layers: int = 2, bidirectional: bool = True,
-                 dropout: float = 0.0, pack: bool = True) -> None:
+                 dropout: float = 0.0, pack: bool | None = None, impl: GRUImpl | None = None) -> None:
         super().__init__()
         if num_features < 1:
             raise ValueError(f"num_features must be >= 1, got {num_features}")
@@ -209,10 +216,15 @@ class GRUEncoder(nn.Module):
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         self.num_features = num_features
         self.hidden_size = hidden_size
-        self.pack = pack
+        self.impl: GRUImpl = resolve_impl(impl, pack)
         self.gru = nn.GRU(num_features, hidden_size // 2 if bidirectional else hidden_size, num_layers=num_layers,
                           batch_first=True, bidirectional=bidirectional, dropout=dropout if num_layers > 1 else 0.0)
         self.apply(init_weights)
+
+    @property
+    def pack(self) -> bool:
+        """Legacy flag: whether padding is skipped (``impl`` is not ``"padded"``)."""
+        return self.impl != "padded"
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Per-frame features, zero at ``t >= len``.
@@ -222,4 +234,4 @@ class GRUEncoder(nn.Module):
         """
         if x.dim() != 3 or x.shape[2] != self.num_features:
             raise ValueError(f"x must be [N, T, {self.num_features}], got shape {tuple(x.shape)}")
-        return run_gru(self.gru, x, lengths, self.pack)
+        return run_gru(self.gru, x, lengths, self.impl)

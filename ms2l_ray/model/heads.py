@@ -11,34 +11,40 @@ import torch
 from torch import nn
 
 from ms2l_ray.losses.motion import mask_padding
-from ms2l_ray.model.encoder import init_weights, run_gru
+from ms2l_ray.model.encoder import DEFAULT_IMPL, GRUImpl, init_weights, resolve_impl, run_gru
 
 
 class MotionDecoder(nn.Module):
     """Motion prediction: a unidirectional GRU over the masked view's per-frame features, then a Linear back
     to ``F`` (reference ``Decoder``, paper §3.2). The prediction is zero at ``t >= len``.
 
-    The GRU is packed like the encoder; being unidirectional, its outputs at valid frames equal the
-    reference's unpacked ones. Init is PyTorch's default: the reference never applies ``init_weights`` to
-    its decoder, and we keep that.
+    Being unidirectional, the GRU's outputs at valid frames are the same whether it skips padding or not; by
+    default (``impl="reversed"``, named as the encoder's) it runs unpacked over the batch cut to its longest
+    clip, which on CPU is faster than packing: a packed backward rebuilds a full-size input gradient at every
+    step (``SliceBackward``), see :mod:`ms2l_ray.model.encoder`. ``"packed"`` and ``"padded"`` (all ``T``
+    frames, the reference) give the same valid outputs. Init is PyTorch's default: the reference never
+    applies ``init_weights`` to its decoder, and we keep that.
 
     Args:
         hidden_size: encoder width, also the decoder GRU width (reference: both 600).
         num_features: ``F`` to predict.
         num_layers: decoder GRU layers.
+        impl: :func:`~ms2l_ray.model.encoder.run_gru` implementation; parameters are the same in all.
     """
 
-    def __init__(self, hidden_size: int, num_features: int, num_layers: int = 2) -> None:
+    def __init__(self, hidden_size: int, num_features: int, num_layers: int = 2,
+                 impl: GRUImpl = DEFAULT_IMPL) -> None:
         super().__init__()
         if hidden_size < 1 or num_features < 1 or num_layers < 1:
             raise ValueError(f"hidden_size, num_features and num_layers must be >= 1, got "
                              f"{hidden_size}, {num_features}, {num_layers}")
+        self.impl: GRUImpl = resolve_impl(impl, None)
         self.gru = nn.GRU(hidden_size, hidden_size, num_layers=num_layers, batch_first=True)
         self.out = nn.Linear(hidden_size, num_features)
 
     def forward(self, h: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Shape: h ``[N, T, hidden]``, lengths ``[N]`` → ``[N, T, F]`` (zero at ``t >= len``)."""
-        out = run_gru(self.gru, h, lengths)  # [N, T, hidden], zero at padding
+        out = run_gru(self.gru, h, lengths, self.impl)  # [N, T, hidden], zero at padding
         return mask_padding(self.out(out), lengths)  # [N, T, F]; the Linear bias would leak into padding
 
 

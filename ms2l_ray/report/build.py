@@ -16,49 +16,24 @@ The report is written to ``--out`` and logged as the parent run's ``report/`` ar
 
 from __future__ import annotations
 
-import base64
 import csv
 import functools
-import html
 import io
 import re
 import tempfile
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ms2l_ray.report import plots
+from ms2l_ray.report.render import Section, write_report
 from ms2l_ray.tracking.runs import RunLogger, RunRef, client
 from ms2l_ray.tracking.store import retrying
 
 TASK_LOSSES = ("train_loss", "train_motion_loss", "train_jigsaw_loss", "train_contrastive_loss")
 RUN_ID = re.compile(r"[0-9a-f]{32}")
 REPORT_KINDS = ("ablation", "search")
-
-
-@dataclass
-class Section:
-    """One parent run's part of a report: blocks in order and the PNG figures they name."""
-
-    title: str
-    run_id: str
-    blocks: list[tuple[str, Any]] = field(default_factory=list)  # ("p", str) | ("table", (head, rows)) | ("img", name)
-    figures: dict[str, bytes] = field(default_factory=dict)
-
-    def text(self, s: str) -> None:
-        self.blocks.append(("p", s))
-
-    def table(self, head: list[str], rows: list[list[str]]) -> None:
-        self.blocks.append(("table", (head, rows)))
-
-    def figure(self, name: str, png: bytes | None, caption: str) -> None:
-        if png is None:
-            return
-        self.figures[name] = png
-        self.blocks.append(("img", (name, caption)))
 
 
 def _children(c: Any, run: Any, extra: str = "") -> list[Any]:
@@ -273,75 +248,6 @@ def section_for(c: Any, run: Any, top_k: int = 10) -> Section:
     if kind == "search" or any("trial_id" in r.data.tags for r in _children(c, run)):
         return search_section(c, run, top_k)
     return runs_section(c, run)
-
-
-# -------------------------------------------------------------------------------------------- rendering
-def _md_table(head: list[str], rows: list[list[str]]) -> str:
-    esc = [[x.replace("|", "\\|") for x in r] for r in rows]
-    return "\n".join(["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * len(head)) + "|"]
-                     + ["| " + " | ".join(r) + " |" for r in esc])
-
-
-def render_markdown(title: str, sections: list[Section], prefix: dict[str, str]) -> str:
-    out = [f"# {title}", "", f"Generated {time.strftime('%Y-%m-%d %H:%M:%S')} from MLflow.", ""]
-    for s in sections:
-        out += [f"## {s.title}", ""]
-        for kind, content in s.blocks:
-            if kind == "p":
-                out += [content, ""]
-            elif kind == "table":
-                out += [_md_table(*content), ""]
-            else:
-                name, caption = content
-                out += [f"![{caption}]({prefix[s.run_id]}{name})", "", f"*{caption}*", ""]
-    return "\n".join(out)
-
-
-def _inline(text: str) -> str:
-    """Markdown ``**bold**`` and `` `code` `` → HTML, the rest escaped."""
-    t = html.escape(text)
-    t = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", t)
-    return re.sub(r"`(.+?)`", r"<code>\1</code>", t)
-
-
-def render_html(title: str, sections: list[Section]) -> str:
-    """Self-contained: figures as base64 data URIs."""
-    css = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
-           "table{border-collapse:collapse;margin:.5em 0;font-size:13px}"
-           "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}td:first-child,th:first-child{text-align:left}"
-           "img{max-width:100%}figcaption{font-size:12px;color:#555}code{font-size:12px}")
-    out = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-           f"<style>{css}</style></head><body><h1>{html.escape(title)}</h1>"]
-    for s in sections:
-        out.append(f"<h2>{html.escape(s.title)}</h2>")
-        for kind, content in s.blocks:
-            if kind == "p":
-                out.append(f"<p>{_inline(content)}</p>")
-            elif kind == "table":
-                head, rows = content
-                out.append("<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"
-                           + "".join("<tr>" + "".join(f"<td>{_inline(x)}</td>" for x in r) + "</tr>" for r in rows)
-                           + "</table>")
-            else:
-                name, caption = content
-                data = base64.b64encode(s.figures[name]).decode()
-                out.append(f"<figure><img alt='{html.escape(caption)}' src='data:image/png;base64,{data}'>"
-                           f"<figcaption>{html.escape(caption)}</figcaption></figure>")
-    out.append("</body></html>")
-    return "\n".join(out)
-
-
-def write_report(out_dir: Path, title: str, sections: list[Section]) -> tuple[Path, Path]:
-    """``report.md`` + ``report.html`` + PNGs in ``out_dir`` (PNG names prefixed per run when there are several)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    prefix = {s.run_id: (f"{s.run_id[:8]}_" if len(sections) > 1 else "") for s in sections}
-    for s in sections:
-        for name, png in s.figures.items():
-            (out_dir / f"{prefix[s.run_id]}{name}").write_bytes(png)
-    md, page = out_dir / "report.md", out_dir / "report.html"
-    md.write_text(render_markdown(title, sections, prefix))
-    page.write_text(render_html(title, sections))
-    return md, page
 
 
 # ------------------------------------------------------------------------------------------------ entry

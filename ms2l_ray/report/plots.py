@@ -86,6 +86,7 @@ def search_history(objectives: list[float], mode: str, metric: str = "objective"
     ax.plot(np.arange(1, len(y) + 1), y, "o", ms=4, label="trial")
     ax.step(np.arange(1, len(y) + 1), best, where="post", color="tab:red", label=f"best so far ({mode})")
     ax.set_xlabel("trial (start order)")
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_ylabel(metric)
     ax.legend(fontsize=7)
     return _png(fig)
@@ -121,6 +122,9 @@ def parallel_coordinates(params: list[str], rows: list[dict[str, Any]], objectiv
         else:
             col = np.array(nums, dtype=float)
             ticks.append((f"{np.nanmin(col):.3g}", f"{np.nanmax(col):.3g}"))
+            if np.nanmin(col) > 0 and np.nanmax(col) / np.nanmin(col) > 20:  # lr-like ranges: log axis
+                col = np.log10(col)
+                axes_names[j] = f"{p} (log)"
         table[:, j] = col
     obj = np.array(objective, dtype=float)
     table[:, -1] = obj

@@ -1,13 +1,14 @@
 """Hyperparameter search: Ray Tune + Optuna over the real MS²L objective, tracked in MLflow.
 
 - :mod:`~ms2l_ray.search.space`: search spaces as validated YAML data (``search_spaces/*.yaml``).
+- :mod:`~ms2l_ray.search.params`: one searched parameter — distribution, condition, check against the config.
 - :mod:`~ms2l_ray.search.sampling`: Optuna define-by-run sampling, ASHA, and the one-metric objective trick.
 - :mod:`~ms2l_ray.search.trial`: one trial — pretrain, then evaluate — as a Tune function trainable.
 - :mod:`~ms2l_ray.search.runs`: the MLflow tree (search → trials → jobs) and closing runs of cut trials.
 - :mod:`~ms2l_ray.search.tuner`: the driver (``Tuner``, resources, resume).
 - :mod:`~ms2l_ray.search.summary`, :mod:`~ms2l_ray.search.importance`: tables, best config, importance.
 
-Only :mod:`space` is imported here, so validating a space needs neither Ray nor Optuna.
+Only :mod:`space` is imported here, so validating a space needs neither Ray Tune nor Optuna.
 """
 
 from ms2l_ray.search.space import SearchSpace, load_space

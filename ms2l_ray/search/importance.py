@@ -3,8 +3,8 @@
 The study lives in SQLite beside Tune's state, so importance sees every trial Optuna was told about, across
 driver restarts. Only COMPLETE trials count (the evaluated ones; trials cut by ASHA are PRUNED, see
 :mod:`ms2l_ray.search.sampling`). Optuna's default evaluator (PED-ANOVA in Optuna ≥ 5) handles conditional
-parameters; fANOVA is the fallback. Too few complete trials, or no parameter that varied, is reported as a
-reason instead of a number — a search of two trials should not fail at the very end.
+parameters; fANOVA is the fallback. Too few complete trials, no parameter that varied, or one objective value
+for all of them is reported as a reason instead of numbers — a search of two trials should not fail at the very end.
 """
 
 from __future__ import annotations
@@ -46,6 +46,9 @@ def param_importance(storage_url: str, study_name: str) -> Importance:
     varied = {k for t in complete for k in t.params if len({repr(u.params.get(k)) for u in complete}) > 1}
     if not varied:
         return Importance(n_complete=len(complete), reason="no parameter took more than one value in complete trials")
+    if len({t.value for t in complete}) < 2:  # every evaluator would spread importance evenly: meaningless
+        return Importance(n_complete=len(complete), reason=f"all {len(complete)} complete trials have the same "
+                                                           f"objective ({complete[0].value:g})")
     reason = ""
     for evaluator in (None, optuna.importance.FanovaImportanceEvaluator(seed=0)):
         try:

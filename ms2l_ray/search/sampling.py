@@ -20,7 +20,8 @@ from typing import Any
 
 from ray.tune.search.optuna import OptunaSearch
 
-from ms2l_ray.search.space import Param, SamplerSpec, SearchSpace
+from ms2l_ray.search.params import Param
+from ms2l_ray.search.space import SamplerSpec, SearchSpace
 
 OBJECTIVE = "objective"  # the one metric Tune, ASHA and Optuna see
 FINAL = "objective_is_final"  # 1.0 in the last report: OBJECTIVE is the evaluation metric, not the proxy

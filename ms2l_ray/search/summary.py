@@ -2,7 +2,8 @@
 
 A row's status says how the trial ended: ``finished`` (evaluated; its objective is the validation metric),
 ``early_stopped`` (cut by ASHA on the proxy; it has no objective, only its last proxy value),
-``rejected`` (a config the model refuses, e.g. every task weight 0) or ``error``.
+``rejected`` (a config the model refuses, e.g. every task weight 0), ``error``, or ``interrupted`` (the search
+was stopped with Ctrl-C before the trial ended; ``--resume`` continues it).
 """
 
 from __future__ import annotations
@@ -62,6 +63,8 @@ def _status(trial: Any) -> str:
     last = trial.last_result or {}
     if trial.status == "ERROR":
         return "error"
+    if trial.status != "TERMINATED":
+        return "interrupted"  # PENDING/RUNNING/PAUSED after Ctrl-C: --resume continues it
     if last.get(FINAL):
         return "finished"
     return "rejected" if last.get(REJECTED) or OBJECTIVE not in last else "early_stopped"
@@ -73,7 +76,7 @@ def collect_rows(grid: Any, space: SearchSpace) -> list[TrialRow]:
 
     trials = ExperimentAnalysis(grid.experiment_path).trials
     rows = []
-    for t in sorted(trials, key=lambda t: t.trial_id):
+    for t in trials:  # creation order
         last, status = t.last_result or {}, _status(t)
         epoch = last.get("epoch", last.get(PRETRAIN_EPOCHS))
         rows.append(TrialRow(trial_id=t.trial_id, status=status,

@@ -103,7 +103,7 @@ def _stored_result(run: Any, setup: TrialSetup) -> dict[str, Any]:
     """The final report of a trial whose MLflow run already FINISHED (resume without re-training)."""
     m = run.data.metrics
     return {OBJECTIVE: float(m[setup.metric]), FINAL: 1.0, PHASE: "stored",
-            **{k: float(m[k]) for k in REPORTED if k in m}}
+            **{k: float(m[k]) for k in (*REPORTED, setup.proxy, PRETRAIN_EPOCHS) if k in m}}
 
 
 def _open_trial_run(setup: TrialSetup, trial_id: str, params: dict[str, Any], existing: Any) -> RunLogger | None:
@@ -198,7 +198,8 @@ def run_trial(config: dict[str, Any], setup: TrialSetup) -> None:
     try:
         final = _run_jobs(setup, trial_id, cfg, run)
         if run is not None:
-            run.log_metrics({k: v for k, v in final.items() if k in REPORTED}, step=0)
+            run.log_metrics({k: v for k, v in final.items() if k in (*REPORTED, setup.proxy, PRETRAIN_EPOCHS)},
+                            step=0)
             run.set_tags({OUTCOME: "finished"})
             run.end("FINISHED")
     except Exception:
@@ -215,11 +216,6 @@ def _reject(setup: TrialSetup, trial_id: str, params: dict[str, Any], existing: 
     if run is not None:
         run.set_tags({OUTCOME: "rejected", "rejected_reason": reason.replace("\n", " ")[:4000]})
         run.end("FINISHED")
-
-
-def describe(setup: TrialSetup) -> dict[str, Any]:
-    """The setup as JSON-able data (the search record)."""
-    return dataclasses.asdict(setup)
 
 
 def base_with_knn(cfg: Config, knn_every: int) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,13 +67,15 @@ class SearchRecord:
     space_raw: dict[str, Any]  # the space file as loaded
     space_source: str
     overrides: dict[str, Any]  # --preset/--num-samples/--max-concurrent/--seed applied on top
+    extra: dict[str, Any]  # --set/--dataset/--seed config deltas (already inside setup.base; kept for the record)
     setup: dict[str, Any]  # TrialSetup fields
     max_concurrent: int
     study_url: str
     created: str
 
     def space(self) -> SearchSpace:
-        return with_overrides(parse_space(self.space_raw, self.space_source, name=self.name), **self.overrides)
+        space = parse_space(self.space_raw, self.space_source, name=Path(self.space_source).stem)
+        return with_overrides(space, **self.overrides)
 
     def trial_setup(self) -> TrialSetup:
         return TrialSetup(**self.setup)
@@ -112,21 +115,20 @@ def _open_parent(tracking: Tracking, name: str, space: SearchSpace, max_concurre
                     **{f"sampler.{k}": v for k, v in dataclasses.asdict(s.sampler).items()},
                     **{f"scheduler.{k}": v for k, v in dataclasses.asdict(s.scheduler).items()},
                     **{f"resources.{k}": v for k, v in dataclasses.asdict(resources).items()}})
-    source = Path(s.source)
-    run.log_text(source.read_text() if source.is_file() else yaml.safe_dump(s.config), "search_space.yaml")
+    run.log_text(yaml.safe_dump(s.raw, sort_keys=False), "search_space.yaml")
+    if s.overrides:
+        run.set_tags({"overrides": json.dumps(s.overrides)})
     return run
 
 
 def run_search(space: SearchSpace, *, name: str | None = None, storage_path: str | None = None,
                tracking: Tracking | None = None, resources: Resources | None = None,
-               extra: dict[str, Any] | None = None, max_failures: int = 2, verbose: int = 1,
-               space_raw: dict[str, Any] | None = None, overrides: dict[str, Any] | None = None) -> SearchResult:
+               extra: dict[str, Any] | None = None, max_failures: int = 2, verbose: int = 1) -> SearchResult:
     """Run a new search on the current Ray cluster (``ray.init`` first) and return its trials and best config.
 
     Args:
         space: a validated space (:func:`~ms2l_ray.search.space.load_space` + overrides).
         extra: config deltas from the command line (``--set``, ``--seed``, ``--dataset``) for every trial.
-        space_raw, overrides: the space file as loaded and the CLI overrides, persisted for ``--resume``.
     """
     import ray
 
@@ -142,14 +144,13 @@ def run_search(space: SearchSpace, *, name: str | None = None, storage_path: str
     parent = _open_parent(tracking, name, space, max_concurrent, resources) if tracking else None
     setup = TrialSetup(search=name, base=base_with_knn(base, space.knn_every()),
                        evaluation=dataclasses.asdict(space.evaluation), metric=space.metric, mode=space.mode,
-                       proxy=space.proxy,
-                       out_root=str(directory / "trials"), train_storage=str(directory / "train"),
+                       proxy=space.proxy, out_root=str(directory / "trials"), train_storage=str(directory / "train"),
                        resources=dataclasses.asdict(resources), max_failures=max_failures,
                        tracking_uri=tracking.uri if tracking else None,
                        experiment=tracking.experiment if tracking else "ms2l",
                        parent_run_id=parent.run_id if parent else None)
-    record = SearchRecord(name=name, space_raw=space_raw or {}, space_source=space.source, overrides=overrides or {},
-                          setup=dataclasses.asdict(setup), max_concurrent=max_concurrent,
+    record = SearchRecord(name=name, space_raw=space.raw, space_source=space.source, overrides=space.overrides,
+                          extra=extra or {}, setup=dataclasses.asdict(setup), max_concurrent=max_concurrent,
                           study_url=f"sqlite:///{directory / STUDY_DB}", created=time.strftime("%Y-%m-%d %H:%M:%S"))
     record.save(directory)
     if parent is not None:
@@ -180,7 +181,7 @@ def resume_search(name: str, *, storage_path: str | None = None, verbose: int = 
                                    resume_errored=False)
     else:  # killed before Tune wrote its first experiment checkpoint: start over under the same parent run
         print(f"[tune] nothing for Tune to restore in {directory}; starting search {name} again")
-        max_t = space.max_t(TrialSetup(**record.setup).trial_config({}))
+        max_t = space.max_t(setup.trial_config({}))
         tuner = _new_tuner(space, setup, record, directory, max_t, verbose)
     return _fit(tuner, space, setup, record, directory, parent)
 
@@ -201,11 +202,19 @@ def _new_tuner(space: SearchSpace, setup: TrialSetup, record: SearchRecord, dire
     )
 
 
+class SearchInterrupted(RuntimeError):
+    """Tune stopped early (Ctrl-C) and saved its state; ``--resume --name <name>`` continues the search."""
+
+
 def _fit(tuner: Any, space: SearchSpace, setup: TrialSetup, record: SearchRecord, directory: Path,
          parent: RunLogger | None) -> SearchResult:
     try:
         grid = tuner.fit()
         rows = collect_rows(grid, space)
+        open_trials = [r.trial_id for r in rows if r.status == "interrupted"]
+        if open_trials:  # Tune returns normally after SIGINT, with unfinished trials
+            raise SearchInterrupted(f"search {record.name} interrupted with {len(open_trials)} unfinished trials; "
+                                    f"continue it with --resume --name {record.name}")
         runs = setup.runs
         if runs is not None:
             runs.close_orphans({r.trial_id for r in rows})
@@ -217,7 +226,5 @@ def _fit(tuner: Any, space: SearchSpace, setup: TrialSetup, record: SearchRecord
 
 
 def check_name(name: str | None) -> None:
-    import re
-
     if name is not None and not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
         raise ConfigError(f"--name: letters, digits, '_', '.', '-' only, got {name!r}")
