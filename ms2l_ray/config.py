@@ -112,7 +112,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # features, so its epochs cost little; fine-tuning-style strategies override epochs in their YAML.
     "small": {
         "model": {"hidden_size": 128, "head_hidden": 256, "proj_dim": 128},
-        "pretrain": {"epochs": 20, "batch_size": 128, "step_size": 15},
+        "pretrain": {"epochs": 12, "batch_size": 128, "step_size": 8},
         "evaluation": {"optim": {"batch_size": 128}},
         "data": {"max_frames": 64, "builtin_sequences": 3000},
         "log_every": 20,

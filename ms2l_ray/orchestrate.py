@@ -7,7 +7,6 @@ cells — so that every run lands in MLflow with the same params, tags and artif
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,10 +14,12 @@ from typing import Any
 import yaml
 
 from ms2l_ray.config import Config, config_hash, flatten, to_dict
+from ms2l_ray.distributed.records import read_record, write_record
 from ms2l_ray.distributed.spec import JobSpec, Resources
 from ms2l_ray.distributed.trainer import JobOutcome, default_storage_path, run_job
 from ms2l_ray.tracking.artifacts import log_eval_outputs, log_pretrain_outputs
 from ms2l_ray.tracking.runs import RunLogger, RunRef, start_run
+from ms2l_ray.tracking.store import redact_uri
 
 
 @dataclass
@@ -68,25 +69,18 @@ JOB_RECORD = "ms2l_job.json"
 CONFIG_ARTIFACT = "config.yaml"
 
 
-def job_record_path(storage_path: str | None, name: str) -> Path:
-    """``<storage>/<name>/ms2l_job.json``: what ``--resume <name>`` needs (config, MLflow run, outputs)."""
-    return Path(storage_path or default_storage_path()) / name / JOB_RECORD
-
-
 def write_job_record(storage_path: str | None, name: str, record: dict[str, Any]) -> None:
-    path = job_record_path(storage_path, name)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=1))
-    tmp.replace(path)
+    """``<storage>/<name>/ms2l_job.json``: what ``--resume <name>`` needs (config, MLflow run, outputs)."""
+    write_record(storage_path or default_storage_path(), name, JOB_RECORD, record)
 
 
 def read_job_record(storage_path: str | None, name: str) -> dict[str, Any]:
-    path = job_record_path(storage_path, name)
-    if not path.exists():
-        raise FileNotFoundError(f"no job named {name!r} under {path.parent.parent} (missing {path.name}); "
+    storage = storage_path or default_storage_path()
+    record = read_record(storage, name, JOB_RECORD)
+    if record is None:
+        raise FileNotFoundError(f"no job named {name!r} under {storage} (missing {name}/{JOB_RECORD}); "
                                 f"--resume takes the run name printed when the job started")
-    return json.loads(path.read_text())  # type: ignore[no-any-return]
+    return record
 
 
 def tracked_pretrain(cfg: Config, *, name: str, out_dir: Path, tracking: Tracking | None, execution: Execution,
@@ -100,7 +94,8 @@ def tracked_pretrain(cfg: Config, *, name: str, out_dir: Path, tracking: Trackin
     run = _begin(tracking, cfg, "pretrain", name, parent, tags, existing_run_id)
     write_job_record(execution.storage_path, name, {
         "kind": "pretrain", "config": to_dict(cfg), "out_dir": str(out_dir), "run_id": run.run_id if run else None,
-        "tracking_uri": tracking.uri if tracking else None, "experiment": tracking.experiment if tracking else None})
+        "tracking_uri": redact_uri(tracking.uri) if tracking else None,
+        "experiment": tracking.experiment if tracking else None})
     spec = JobSpec.make("pretrain", cfg, str(out_dir), tracking_uri=tracking.uri if tracking else None,
                         run_id=run.run_id if run else None, fail_at_epoch=execution.fail_at_epoch,
                         fail_marker=fail_marker, resume_from=resume_from)

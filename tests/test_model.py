@@ -188,6 +188,9 @@ def test_within_length_reverse_index_hand_value() -> None:
     assert idx.tolist() == [[2, 1, 0, 3], [0, 1, 2, 3], [3, 2, 1, 0]]
     x = torch.arange(12.0).view(3, 4, 1)
     assert torch.equal(gather_time(gather_time(x, idx), idx), x)  # an involution: it un-reverses itself
+    assert torch.equal(gather_time(x, idx), x.gather(1, idx.unsqueeze(-1)))
+    x64 = torch.randn(3, 4, 2, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda v: gather_time(v, idx), (x64,))  # its custom backward
 
 
 def test_gru_impl_state_dicts_interchange() -> None:

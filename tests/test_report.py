@@ -81,34 +81,53 @@ def test_report_by_experiment_name_through_the_cli(ablation: dict[str, Any]) -> 
     assert "# Report: experiment ablations" in md and "## Ablation reported" in md
 
 
-def _fake_search(uri: str) -> str:
-    """A finished search as ``ms2l tune`` records it: parent + trial children (+ a pretrain grandchild)."""
-    parent = start_run(uri, "search", "tune-demo", None, {"kind": "search", "metric": "linear.val_top1",
-                                                          "mode": "max"})
+def _fake_search(uri: str, layout: str = "contract") -> str:
+    """A finished search: parent (kind=search) + trial children (+ a pretrain grandchild each).
+
+    ``contract``: trials carry an ``objective`` metric and the parent a ``param_importance.csv``;
+    ``tune``: as ``ms2l tune`` writes it — the parent's ``metric`` tag names the trials' objective metric
+    (``val_top1``), its ``parameters`` param lists the searched keys, importance is in ``importance.csv``,
+    and a rejected trial has no objective at all.
+    """
+    tune = layout == "tune"
+    parent = start_run(uri, "search", "tune-demo", None, {"kind": "search", "mode": "max",
+                                                          "metric": "val_top1" if tune else "linear.val_top1"})
+    if tune:
+        parent.log_params({"parameters": "pretrain.lr,tasks.temperature,optim", "preset": "smoke"})
     for i, (lr, tau, opt) in enumerate([(1e-3, 0.5, "adam"), (3e-3, 0.9, "sgd"), (1e-2, 0.2, "adam"),
                                         (3e-4, 0.7, "sgd")]):
         trial = start_run(uri, "search", f"trial-{i}", parent, {"trial_id": f"t{i:03d}", "kind": "trial"})
         trial.log_params({"pretrain.lr": lr, "tasks.temperature": tau, "optim": opt, "seed": 0})
-        trial.log_metrics({"objective": 40.0 + 10 * tau - i}, step=0)
+        trial.log_metrics({"val_top1" if tune else "objective": 40.0 + 10 * tau - i}, step=0)
         pre = start_run(uri, "search", f"trial-{i}-pretrain", trial, {"kind": "pretrain"})
         for epoch in range(3):
             pre.log_metrics({"train_loss": 3.0 - epoch * 0.5 - 0.1 * i, "train_jigsaw_loss": 1.5 - 0.2 * epoch},
                             step=epoch + 1)
         for run in (pre, trial):
             run.end("FINISHED")
-    parent.log_text("param,importance\ntasks.temperature,0.8\npretrain.lr,0.15\noptim,0.05\n",
-                    "param_importance.csv")
+    if tune:
+        rejected = start_run(uri, "search", "trial-4", parent, {"trial_id": "t004", "kind": "trial",
+                                                                 "outcome": "rejected"})
+        rejected.end("FINISHED")
+    imp = "tasks.temperature,0.8\npretrain.lr,0.15\noptim,0.05\n"
+    if tune:
+        parent.log_text("parameter,importance\n" + imp, "summary/importance.csv")
+    else:
+        parent.log_text("param,importance\n" + imp, "param_importance.csv")
     parent.log_text("trial_id,objective\nt000,45\n", "trials.csv")
     parent.end("FINISHED")
     return parent.run_id
 
 
-def test_search_report_history_importance_parallel_coordinates(tmp_path: Path) -> None:
+@pytest.mark.parametrize("layout", ["contract", "tune"])
+def test_search_report_history_importance_parallel_coordinates(tmp_path: Path, layout: str) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    parent = _fake_search(uri)
+    parent = _fake_search(uri, layout)
     build_report(parent, tracking_uri=uri, out_dir=tmp_path / "rep", top_k=3)
     md = (tmp_path / "rep" / "report.md").read_text()
-    assert "## Search tune-demo" in md and "4 trials" in md and "(linear.val_top1, max)" in md
+    metric = "val_top1" if layout == "tune" else "linear.val_top1"
+    trials = 5 if layout == "tune" else 4
+    assert "## Search tune-demo" in md and f"{trials} trials, 4 with an objective ({metric}, max)" in md
     for png in ("search_history.png", "param_importance.png", "parallel_coordinates.png", "pretrain_losses.png"):
         assert f"({png})" in md and (tmp_path / "rep" / png).stat().st_size > 1000
     ranked = re.findall(r"^\| (\d) \| (t\d{3}) \|", md, flags=re.M)

@@ -4,6 +4,8 @@ Optuna is told the right outcome, importance copes with too few trials. No Ray c
 from __future__ import annotations
 
 import copy
+import dataclasses
+import json
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,7 @@ from ms2l_ray.search.importance import param_importance, write_importance
 from ms2l_ray.search.sampling import FINAL, OBJECTIVE, SpaceSampler, make_search_alg
 from ms2l_ray.search.space import load_space, parse_space, with_overrides
 from ms2l_ray.search.trial import TrialSetup, base_with_knn
-from ms2l_ray.search.tuner import default_max_concurrent
+from ms2l_ray.search.tuner import SearchRecord, default_max_concurrent
 
 SPACES = Path(__file__).resolve().parents[1] / "search_spaces"
 SHIPPED = sorted(SPACES.glob("*.yaml"))
@@ -242,3 +244,19 @@ def test_trials_probe_knn_at_every_rung() -> None:
     cfg = _setup(space).trial_config({"pretrain.lr": 0.003})
     assert cfg.knn_every == space.scheduler.grace_period and cfg.pretrain.lr == 0.003
     assert to_dict(cfg)["data"]["builtin_sequences"] == 200
+
+
+def test_search_record_keeps_no_credentials_and_asks_for_them_on_resume() -> None:
+    space = load_space(SPACES / "smoke.yaml")
+    setup = dataclasses.replace(_setup(space), tracking_uri="postgresql://user:secret@db/mlflow", parent_run_id="p")
+    record = SearchRecord(name="s", space_raw=space.raw, space_source=space.source, overrides={}, extra={},
+                          setup=dataclasses.asdict(setup), max_concurrent=1, study_url="sqlite:///x", created="now")
+    text = record.to_json()
+    assert "secret" not in text and "postgresql://***@db/mlflow" in text
+    again = SearchRecord(**json.loads(text))
+    assert again.space().keys == space.keys
+    with pytest.raises(ConfigError, match="credentials not recorded"):
+        again.trial_setup()
+    assert again.trial_setup("postgresql://user:secret@db/mlflow").tracking_uri == "postgresql://user:secret@db/mlflow"
+    with pytest.raises(ConfigError):
+        again.trial_setup("postgresql://user:secret@elsewhere/mlflow")

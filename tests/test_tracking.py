@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from ms2l_ray.tracking.runs import RunLogger, RunRef, mask_secrets, start_run
-from ms2l_ray.tracking.store import TrackingError, check_reachable, resolve_tracking_uri, retrying
+from ms2l_ray.tracking.store import TrackingError, check_reachable, redact_uri, resolve_tracking_uri, retrying
 
 
 def test_default_uri_is_an_absolute_sqlite_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -31,6 +31,13 @@ def test_secrets_are_masked() -> None:
                         "tasks.temperature": 0.9, "api_key": ""})
     assert got == {"aws_secret_access_key": "***", "MLFLOW_TRACKING_PASSWORD": "***", "db_token": "***",
                    "tasks.temperature": 0.9, "api_key": ""}
+
+
+def test_credentials_are_redacted_from_uris() -> None:
+    assert redact_uri("https://alice:s3cret@mlflow.example.com/x") == "https://***@mlflow.example.com/x"
+    assert redact_uri("postgresql://u:p@db:5432/mlflow") == "postgresql://***@db:5432/mlflow"
+    assert redact_uri("sqlite:////tmp/m.db") == "sqlite:////tmp/m.db"
+    assert redact_uri(None) is None
 
 
 def test_retrying_retries_only_transient_errors() -> None:

@@ -8,6 +8,7 @@ continues with ``ms2l tune <space> --resume --name <name>`` (the name is printed
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -67,7 +68,8 @@ def _run(args: argparse.Namespace) -> int:
         if not args.name:
             raise ConfigError("--resume needs --name NAME (printed when the search started)")
         start_ray(args)
-        result = resume_search(args.name, storage_path=_storage(args))
+        result = resume_search(args.name, storage_path=_storage(args),
+                               tracking_uri=args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"))
     else:
         overrides = {k: v for k, v in {"preset": args.preset, "num_samples": args.num_samples,
                                        "max_concurrent": args.max_concurrent, "seed": args.seed}.items()

@@ -34,8 +34,8 @@ def run_job(spec: JobSpec, *, name: str, resources: Resources, storage_path: str
             max_failures: int = 2, callbacks: list[Any] | None = None) -> JobOutcome:
     """Run one job on the Ray cluster (which must be initialised) and return its outcome."""
     from ray.train.torch import TorchConfig
-    from ray.train.v2.torch.torch_trainer import TorchTrainer
     from ray.train.v2.api.config import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
+    from ray.train.v2.torch.torch_trainer import TorchTrainer
 
     use_gpu = resources.gpus_per_worker > 0
     per_worker: dict[str, float] = {"CPU": resources.cpus_per_worker}

@@ -12,7 +12,7 @@ reference behaviour.
 from __future__ import annotations
 
 import warnings
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -85,9 +85,46 @@ def within_length_reverse_index(lengths: torch.Tensor, max_frames: int) -> torch
     return torch.where(t <= last, last - t, t)  # [N, T]
 
 
+class _PermuteRows(torch.autograd.Function):
+    """``x.view(N·T, D)[rows]`` for an *involution* ``rows``, whose gradient is the same row gather.
+
+    Autograd's own backward of a gather or ``index_select`` scatter-adds into a zero tensor; for a
+    permutation that is its own inverse one more row gather suffices (measured on CPU, fwd+bwd of a
+    ``[384, 64, 150]`` batch: 4.8 ms against 17 ms for ``gather`` and 6.9 ms for ``index_select``).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(rows)
+        return _permute_rows(x, rows)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (rows,) = ctx.saved_tensors
+        return _permute_rows(grad, rows), None
+
+
+def _permute_rows(x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    n, t, d = x.shape
+    return x.reshape(n * t, d).index_select(0, rows).view(n, t, d)
+
+
+def flat_time_index(index: torch.Tensor) -> torch.Tensor:
+    """A per-sequence time index ``[N, T]`` as row indices ``n·T + index[n, t]`` of ``x.view(N·T, D)``."""
+    n, t = index.shape
+    return (index + torch.arange(n, device=index.device).unsqueeze(1) * t).reshape(-1)  # [N*T]
+
+
 def gather_time(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """``out[n, t] = x[n, index[n, t]]``. Shape: x ``[N, T, D]``, index ``[N, T]`` → ``[N, T, D]``."""
-    return x.gather(1, index.unsqueeze(-1).expand(-1, -1, x.shape[2]))
+    """``out[n, t] = x[n, index[n, t]]`` for a per-sequence time index that is an involution (such as
+    :func:`within_length_reverse_index`): differentiable, and its own inverse.
+
+    Shape:
+        x: ``[N, T, D]``. index: ``[N, T]``, or its :func:`flat_time_index` ``[N·T]``. output: ``[N, T, D]``.
+    """
+    rows = flat_time_index(index) if index.dim() == 2 else index
+    out: torch.Tensor = _PermuteRows.apply(x, rows)
+    return out
 
 
 def gru_layer_weights(gru: nn.GRU, layer: int, reverse: bool) -> tuple[torch.Tensor, ...]:
@@ -124,7 +161,7 @@ def run_gru_reversed(gru: nn.GRU, x: torch.Tensor, lengths: torch.Tensor) -> tor
     Shape:
         x: ``[N, T, F]`` batch-first. lengths: ``[N]`` in ``1..T``. output: ``[N, T, D·H]``.
     """
-    n, frames, _ = x.shape
+    frames = x.shape[1]
     lengths = lengths.to(x.device)
     t_max = int(lengths.max())
     if t_max > frames:
@@ -134,7 +171,7 @@ def run_gru_reversed(gru: nn.GRU, x: torch.Tensor, lengths: torch.Tensor) -> tor
     if not gru.bidirectional:
         h, _ = gru(h)  # all layers in one call (dropout included): valid outputs never read padding
     else:
-        rev = within_length_reverse_index(lengths, t_max)  # [N, t_max], built once per batch
+        rev = flat_time_index(within_length_reverse_index(lengths, t_max))  # [N*t_max], built once per batch
         for layer in range(gru.num_layers):
             if layer > 0 and gru.dropout > 0:
                 h = nn.functional.dropout(h, gru.dropout, gru.training)
@@ -142,7 +179,7 @@ def run_gru_reversed(gru: nn.GRU, x: torch.Tensor, lengths: torch.Tensor) -> tor
             bwd = gather_time(run_gru_direction(gru, gather_time(h, rev), layer, reverse=True), rev)
             h = torch.cat([fwd, bwd], dim=2)  # [N, t_max, 2H]
     h = torch.where(valid, h, 0.0)  # [N, t_max, D*H]
-    return nn.functional.pad(h, (0, 0, 0, frames - t_max))  # [N, T, D*H]
+    return h if t_max == frames else nn.functional.pad(h, (0, 0, 0, frames - t_max))  # [N, T, D*H]
 
 
 def run_gru(gru: nn.GRU, x: torch.Tensor, lengths: torch.Tensor, impl: GRUImpl = DEFAULT_IMPL) -> torch.Tensor:

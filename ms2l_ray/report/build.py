@@ -135,16 +135,35 @@ def describe_time_split(split: dict[str, float]) -> str:
 
 
 def _search_mode(run: Any) -> tuple[str, str]:
-    """(mode, metric) from the parent's tags/params (``mode``/``direction``, ``metric``); default max."""
-    items = {**run.data.params, **run.data.tags}
-    mode, metric = "max", "objective"
+    """(mode, metric) of a search parent: its ``mode``/``metric`` tags (as ``ms2l tune`` sets them), else any
+    tag or param ending in ``.mode``/``.direction``/``.metric``; default (max, objective)."""
+    tags, items = run.data.tags, {**run.data.params, **run.data.tags}
+    mode, metric = str(tags.get("mode", "")).lower(), str(tags.get("metric", ""))
     for k, v in items.items():
         leaf = k.rpartition(".")[2]
-        if leaf in ("mode", "direction") and str(v).lower() in ("min", "minimize", "max", "maximize"):
-            mode = "min" if str(v).lower().startswith("min") else "max"
-        elif leaf == "metric" and v:
+        if not mode and leaf in ("mode", "direction") and str(v).lower() in ("min", "minimize", "max", "maximize"):
+            mode = str(v).lower()
+        elif not metric and leaf == "metric" and v:
             metric = str(v)
-    return mode, metric
+    return ("min" if mode.startswith("min") else "max"), (metric or "objective")
+
+
+def _objective(trial: Any, metric: str) -> float | None:
+    """A trial's objective: its ``objective`` metric, else the metric the search optimised (e.g. ``val_top1``)."""
+    m = trial.data.metrics
+    value = m.get("objective", m.get(metric, m.get(metric.rpartition(".")[2])))
+    return None if value is None else float(value)
+
+
+def _importance_values(c: Any, run: Any) -> tuple[list[str], list[float]] | None:
+    """From a ``param_importance.csv``/``importance.csv`` artifact, else the parent's ``importance.*`` metrics."""
+    for name in ("param_importance.csv", "importance.csv"):
+        rows = _read_csv_artifact(c, run.info.run_id, name)
+        found = _importance(rows) if rows else None
+        if found:
+            return found
+    metrics = {k.partition(".")[2]: v for k, v in run.data.metrics.items() if k.startswith("importance.")}
+    return (list(metrics), list(metrics.values())) if metrics else None
 
 
 def _artifact_file(c: Any, run_id: str, name: str, path: str | None = None, depth: int = 0) -> str | None:
@@ -192,32 +211,30 @@ def search_section(c: Any, run: Any, top_k: int) -> Section:
     mode, metric = _search_mode(run)
     sec = Section(f"Search {run.info.run_name}", run.info.run_id)
     trials = [r for r in _children(c, run) if "trial_id" in r.data.tags or "objective" in r.data.metrics]
-    scored = [r for r in trials if "objective" in r.data.metrics]
+    scored = [(r, v) for r in trials if (v := _objective(r, metric)) is not None]
     sec.text(f"Parent run `{run.info.run_id}`, status {run.info.status}: {len(trials)} trials, {len(scored)} with an "
-             f"objective ({metric}, {mode}).")
+             f"objective ({metric}, {mode}); trials stopped early or rejected have none.")
     if not scored:
         return sec
     sign = 1.0 if mode == "max" else -1.0
-    ranked = sorted(scored, key=lambda r: -sign * r.data.metrics["objective"])
-    best = ranked[:top_k]
-    varying = sorted(k for k in {k for r in scored for k in r.data.params}
-                     if len({r.data.params.get(k) for r in scored}) > 1)
+    best = sorted(scored, key=lambda rv: -sign * rv[1])[:top_k]
+    searched = [k for k in run.data.params.get("parameters", "").split(",") if k]  # ``ms2l tune`` lists them
+    varying = [k for k in searched if any(k in r.data.params for r, _ in scored)] or sorted(
+        k for k in {k for r, _ in scored for k in r.data.params} if len({r.data.params.get(k) for r, _ in scored}) > 1)
     head = ["rank", "trial", "objective", "status"] + varying
-    sec.table(head, [[str(i + 1), r.data.tags.get("trial_id", r.info.run_name), _fmt(r.data.metrics["objective"]),
-                      r.info.status] + [r.data.params.get(k, "") for k in varying] for i, r in enumerate(best)])
-    sec.figure("search_history.png", plots.search_history([r.data.metrics["objective"] for r in scored], mode, metric),
+    sec.table(head, [[str(i + 1), r.data.tags.get("trial_id", r.info.run_name), _fmt(v), r.info.status]
+                     + [r.data.params.get(k, "") for k in varying] for i, (r, v) in enumerate(best)])
+    sec.figure("search_history.png", plots.search_history([v for _, v in scored], mode, metric),
                f"Objective ({metric}) per trial in start order, with the best so far.")
-    imp_rows = _read_csv_artifact(c, run.info.run_id, "param_importance.csv")
-    imp = _importance(imp_rows) if imp_rows else None
+    imp = _importance_values(c, run)
     if imp:
         sec.figure("param_importance.png", plots.importance_bars(*imp), "Parameter importance (from the search).")
     if varying and len(best) > 1:
         sec.figure("parallel_coordinates.png",
-                   plots.parallel_coordinates(varying, [r.data.params for r in best],
-                                              [r.data.metrics["objective"] for r in best], mode),
+                   plots.parallel_coordinates(varying, [r.data.params for r, _ in best], [v for _, v in best], mode),
                    f"Parallel coordinates of the {len(best)} best trials (colour: objective; thick: best).")
     groups: dict[str, list[str]] = {}
-    for r in best[:5]:
+    for r, _ in best[:5]:
         pre = [j.info.run_id for j in _children(c, r) if j.data.tags.get("kind") == "pretrain"
                and j.info.status == "FINISHED"]
         if pre:

@@ -37,6 +37,12 @@ from ms2l_ray.tracking.runs import RunLogger, RunRef, start_run
 RECORD = "ms2l_search.json"
 STUDY_DB = "optuna.db"
 TRIAL_DRIVER_RESOURCES: dict[str, float] = {"cpu": 0, "memory": 64 * 1024**2}  # ~0, yet a non-empty bundle
+REDACTED = "***@"
+
+
+def redact_uri(uri: str | None) -> str | None:
+    """``postgresql://user:secret@host/db`` → ``postgresql://***@host/db``: records and artifacts hold no secrets."""
+    return None if uri is None else re.sub(r"^([a-zA-Z][\w+.-]*://)[^/@]+@", r"\1" + REDACTED, uri)
 
 
 def default_max_concurrent(cluster: dict[str, float], resources: Resources, num_samples: int) -> int:
@@ -77,13 +83,27 @@ class SearchRecord:
         space = parse_space(self.space_raw, self.space_source, name=Path(self.space_source).stem)
         return with_overrides(space, **self.overrides)
 
-    def trial_setup(self) -> TrialSetup:
-        return TrialSetup(**self.setup)
+    def trial_setup(self, tracking_uri: str | None = None) -> TrialSetup:
+        """The trials' setup; ``tracking_uri`` restores a tracking URI whose credentials the record left out."""
+        setup = TrialSetup(**self.setup)
+        recorded = setup.tracking_uri
+        if recorded is None or f"://{REDACTED}" not in recorded:
+            return setup  # complete as recorded: a search stays in the store it started in
+        if tracking_uri is None or redact_uri(tracking_uri) != recorded:
+            raise ConfigError(f"search {self.name} logs to {recorded} (credentials not recorded): pass that "
+                              f"--tracking-uri (or MLFLOW_TRACKING_URI) with its credentials to resume it")
+        return dataclasses.replace(setup, tracking_uri=tracking_uri)
+
+    def to_json(self) -> str:
+        """The record with credentials removed from the tracking URI (what goes to disk and to MLflow)."""
+        d = dataclasses.asdict(self)
+        d["setup"]["tracking_uri"] = redact_uri(d["setup"]["tracking_uri"])
+        return json.dumps(d, indent=1)
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         tmp = directory / (RECORD + ".tmp")
-        tmp.write_text(json.dumps(dataclasses.asdict(self), indent=1))
+        tmp.write_text(self.to_json())
         tmp.replace(directory / RECORD)
 
     @classmethod
@@ -154,7 +174,7 @@ def run_search(space: SearchSpace, *, name: str | None = None, storage_path: str
                           study_url=f"sqlite:///{directory / STUDY_DB}", created=time.strftime("%Y-%m-%d %H:%M:%S"))
     record.save(directory)
     if parent is not None:
-        parent.log_text(json.dumps(dataclasses.asdict(record), indent=1), RECORD)
+        parent.log_text(record.to_json(), RECORD)
     print(f"[tune] search {name}: {space.num_samples} trials, {max_concurrent} at a time, "
           f"{resources.workers}×{resources.cpus_per_worker:g} CPU"
           + (f"+{resources.gpus_per_worker:g} GPU" if resources.gpus_per_worker else "") + " per trial job; "
@@ -163,13 +183,17 @@ def run_search(space: SearchSpace, *, name: str | None = None, storage_path: str
     return _fit(tuner, space, setup, record, directory, parent)
 
 
-def resume_search(name: str, *, storage_path: str | None = None, verbose: int = 1) -> SearchResult:
-    """Continue an interrupted search: Tune restores finished and unfinished trials, the parent run is reopened."""
+def resume_search(name: str, *, storage_path: str | None = None, tracking_uri: str | None = None,
+                  verbose: int = 1) -> SearchResult:
+    """Continue an interrupted search: Tune restores finished and unfinished trials, the parent run is reopened.
+
+    ``tracking_uri`` is needed only when the recorded one had credentials (they are never written to disk).
+    """
     from ray import tune
 
     directory = search_dir(storage_path, name)
     record = SearchRecord.load(directory)
-    space, setup = record.space(), record.trial_setup()
+    space, setup = record.space(), record.trial_setup(tracking_uri)
     parent = None
     if setup.tracking_uri and setup.parent_run_id:
         parent = RunLogger(RunRef(setup.tracking_uri, setup.parent_run_id))

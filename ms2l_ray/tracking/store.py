@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import time
 import urllib.error
 import urllib.request
@@ -46,6 +47,13 @@ def default_artifact_location(tracking_uri: str) -> str | None:
         db = Path(tracking_uri[len("sqlite:///"):])
         return (db.parent / DEFAULT_ARTIFACTS).resolve().as_uri()
     return None
+
+
+def redact_uri(uri: str | None) -> str | None:
+    """``https://user:secret@host`` → ``https://***@host``: URIs written to records or logs carry no credentials."""
+    if uri is None:
+        return None
+    return re.sub(r"^([a-zA-Z][\w+.-]*://)[^/@]+@", r"\1***@", uri)
 
 
 def check_reachable(tracking_uri: str, timeout_s: float = 5.0) -> None:
