@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ms2l_ray.cli_data import add_data_commands
+from ms2l_ray.commands.ablate_cmds import add_ablate_commands
+from ms2l_ray.commands.search_cmds import add_search_commands
 from ms2l_ray.commands.train_cmds import add_train_commands
 from ms2l_ray.config import ConfigError
 from ms2l_ray.tracking.store import TrackingError
@@ -14,14 +17,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ms2l", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_train_commands(sub)
-    __import__("ms2l_ray.commands.ablate_cmds", fromlist=["_"]).add_ablate_commands(sub)  # ablate, report
-    __import__("ms2l_ray.commands.search_cmds", fromlist=["_"]).add_search_commands(sub)  # tune
-    try:
-        from ms2l_ray.cli_data import add_data_commands
-    except ImportError:  # pragma: no cover - during development only
-        pass
-    else:
-        add_data_commands(sub)
+    add_search_commands(sub)
+    add_ablate_commands(sub)
+    add_data_commands(sub)
     return parser
 
 

@@ -9,11 +9,18 @@ from __future__ import annotations
 import os
 from typing import Any
 
+# Ray Train V2's controller polls its workers every RAY_TRAIN_HEALTH_CHECK_INTERVAL_S (2 s by default) and a
+# worker's report() waits for that poll, so every short epoch and every job start pays up to 2 s. Our jobs are
+# many and short: on 2 cores, 0.2 s halved the wall time of a pretrain + linear-evaluation pipeline (114 s → 58 s).
+# Set before ray.init so a local instance's processes inherit it; a value the user set wins.
+TRAIN_POLL_ENV, TRAIN_POLL_S = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2"
+
 
 def ensure_ray(address: str | None = None, num_cpus: int | None = None, log_to_driver: bool = True) -> dict[str, Any]:
     """``ray.init`` once per process; returns the cluster's total resources."""
     import ray
 
+    os.environ.setdefault(TRAIN_POLL_ENV, TRAIN_POLL_S)
     if not ray.is_initialized():
         address = address or os.environ.get("RAY_ADDRESS") or None
         # The dashboard (bound to 127.0.0.1 by default) serves the state API that Ray Train V2 polls.
