@@ -1,4 +1,4 @@
-"""Device selection and seeding: the device is a config value, never a hard-coded ``.cuda()``."""
+"""Device selection and seeding: the device is a config value, never a hard-coded CUDA call."""
 
 from __future__ import annotations
 
