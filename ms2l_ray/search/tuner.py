@@ -33,16 +33,12 @@ from ms2l_ray.search.space import SearchSpace, parse_space, with_overrides
 from ms2l_ray.search.summary import SearchResult, collect_rows, finish_search
 from ms2l_ray.search.trial import TrialSetup, base_with_knn, run_trial
 from ms2l_ray.tracking.runs import RunLogger, RunRef, start_run
+from ms2l_ray.tracking.store import redact_uri
 
 RECORD = "ms2l_search.json"
 STUDY_DB = "optuna.db"
 TRIAL_DRIVER_RESOURCES: dict[str, float] = {"cpu": 0, "memory": 64 * 1024**2}  # ~0, yet a non-empty bundle
-REDACTED = "***@"
-
-
-def redact_uri(uri: str | None) -> str | None:
-    """``postgresql://user:secret@host/db`` → ``postgresql://***@host/db``: records and artifacts hold no secrets."""
-    return None if uri is None else re.sub(r"^([a-zA-Z][\w+.-]*://)[^/@]+@", r"\1" + REDACTED, uri)
+REDACTED = "***@"  # what tracking.store.redact_uri puts in place of credentials
 
 
 def default_max_concurrent(cluster: dict[str, float], resources: Resources, num_samples: int) -> int:
