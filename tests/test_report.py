@@ -18,7 +18,8 @@ import pytest
 from ms2l_ray.ablation.grid import load_grid
 from ms2l_ray.ablation.runner import run_ablation
 from ms2l_ray.cli import main
-from ms2l_ray.commands.ablate_cmds import POLL_ENV, POLL_S
+from ms2l_ray.distributed.cluster import TRAIN_POLL_ENV as POLL_ENV
+from ms2l_ray.distributed.cluster import TRAIN_POLL_S as POLL_S
 from ms2l_ray.distributed.spec import Resources
 from ms2l_ray.orchestrate import Execution, Tracking
 from ms2l_ray.report.build import build_report
