@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 import yaml
+from mlflow_helpers import client
 
 from ms2l_ray.ablation.grid import load_grid, parse_grid
 from ms2l_ray.ablation.table import CellSeedRun, ablation_table, build_table, direction
@@ -31,10 +32,6 @@ GRIDS = sorted((ROOT / "ablations").glob("*.yaml"))
 SMOKE = ROOT / "ablations" / "smoke.yaml"
 
 
-def client(uri: str) -> Any:
-    from mlflow.tracking import MlflowClient
-
-    return MlflowClient(tracking_uri=uri)
 
 
 def runs_of(uri: str, parent_id: str, flt: str = "") -> list[Any]:

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import torch
+from mlflow_helpers import artifact_paths, children, client
 
 from ms2l_ray.cli import main
 from ms2l_ray.config import Config, load_config
@@ -33,25 +34,10 @@ def tiny(*extra: str) -> Config:
     return load_config("smoke", overrides=[*TINY, *extra])
 
 
-def client(uri: str) -> Any:
-    from mlflow.tracking import MlflowClient
-
-    return MlflowClient(tracking_uri=uri)
 
 
-def children(uri: str, parent_id: str) -> list[Any]:
-    c = client(uri)
-    exp = c.get_run(parent_id).info.experiment_id
-    return list(c.search_runs([exp], f"tags.mlflow.parentRunId = '{parent_id}'"))
 
 
-def artifact_paths(uri: str, run_id: str, path: str | None = None) -> set[str]:
-    out: set[str] = set()
-    for f in client(uri).list_artifacts(run_id, path):
-        out.add(f.path)
-        if f.is_dir:
-            out |= artifact_paths(uri, run_id, f.path)
-    return out
 
 
 def stable(metrics: dict[str, float]) -> dict[str, float]:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from mlflow_helpers import artifact_paths
 
 from ms2l_ray.ablation.grid import load_grid
 from ms2l_ray.ablation.runner import run_ablation
@@ -28,19 +29,8 @@ from ms2l_ray.tracking.runs import start_run
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def client(uri: str) -> Any:
-    from mlflow.tracking import MlflowClient
-
-    return MlflowClient(tracking_uri=uri)
 
 
-def artifact_paths(uri: str, run_id: str, path: str | None = None) -> set[str]:
-    out: set[str] = set()
-    for f in client(uri).list_artifacts(run_id, path):
-        out.add(f.path)
-        if f.is_dir:
-            out |= artifact_paths(uri, run_id, f.path)
-    return out
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,7 @@ from typing import Any
 import optuna
 import pytest
 import yaml
+from mlflow_helpers import children, client
 
 from ms2l_ray.cli import main
 from ms2l_ray.orchestrate import Tracking
@@ -31,16 +32,8 @@ pytestmark = pytest.mark.usefixtures("ray_local")
 SMOKE = Path(__file__).resolve().parents[1] / "search_spaces" / "smoke.yaml"
 
 
-def client(uri: str) -> Any:
-    from mlflow.tracking import MlflowClient
-
-    return MlflowClient(tracking_uri=uri)
 
 
-def children(uri: str, run_id: str) -> list[Any]:
-    c = client(uri)
-    exp = c.get_run(run_id).info.experiment_id
-    return list(c.search_runs([exp], f"tags.mlflow.parentRunId = '{run_id}'"))
 
 
 def artifacts(uri: str, run_id: str) -> set[str]:

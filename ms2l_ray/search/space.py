@@ -29,7 +29,7 @@ import dataclasses
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -115,6 +115,9 @@ class SearchSpace:
         return self.scheduler.grace_period if self.scheduler.type == "asha" else 0
 
 
+_Spec = TypeVar("_Spec")
+
+
 def _flat_keys(d: dict[str, Any], prefix: str = "") -> list[str]:
     out: list[str] = []
     for k, v in d.items():
@@ -122,12 +125,18 @@ def _flat_keys(d: dict[str, Any], prefix: str = "") -> list[str]:
     return out
 
 
-def _sampler(raw: Any, where: str) -> SamplerSpec:
+def _typed_spec(raw: Any, where: str, cls: type[_Spec], types: Any) -> _Spec:
+    """A ``{type: …, …}`` mapping (or a bare type name) as ``cls``; unknown keys and types name ``where``."""
     raw = {"type": raw} if isinstance(raw, str) else as_mapping(raw, where)
-    known_keys(raw, {f.name for f in dataclasses.fields(SamplerSpec)}, where)
-    spec = SamplerSpec(**raw)
-    if spec.type not in SAMPLERS:
-        raise ConfigError(f"{where}.type: must be one of {list(SAMPLERS)}, got {spec.type!r}")
+    known_keys(raw, {f.name for f in dataclasses.fields(cls)}, where)  # type: ignore[arg-type]
+    spec = cls(**raw)
+    if spec.type not in types:  # type: ignore[attr-defined]
+        raise ConfigError(f"{where}.type: must be one of {list(types)}, got {spec.type!r}")  # type: ignore[attr-defined]
+    return spec
+
+
+def _sampler(raw: Any, where: str) -> SamplerSpec:
+    spec = _typed_spec(raw, where, SamplerSpec, SAMPLERS)
     number(spec.seed, f"{where}.seed", integer=True)
     if number(spec.n_startup_trials, f"{where}.n_startup_trials", integer=True) < 0:
         raise ConfigError(f"{where}.n_startup_trials: must be >= 0, got {spec.n_startup_trials}")
@@ -135,11 +144,7 @@ def _sampler(raw: Any, where: str) -> SamplerSpec:
 
 
 def _scheduler(raw: Any, where: str) -> SchedulerSpec:
-    raw = {"type": raw} if isinstance(raw, str) else as_mapping(raw, where)
-    known_keys(raw, {f.name for f in dataclasses.fields(SchedulerSpec)}, where)
-    spec = SchedulerSpec(**raw)
-    if spec.type not in SCHEDULERS:
-        raise ConfigError(f"{where}.type: must be one of {list(SCHEDULERS)}, got {spec.type!r}")
+    spec = _typed_spec(raw, where, SchedulerSpec, SCHEDULERS)
     if number(spec.grace_period, f"{where}.grace_period", integer=True) < 1:
         raise ConfigError(f"{where}.grace_period: must be >= 1, got {spec.grace_period}")
     if number(spec.reduction_factor, f"{where}.reduction_factor") <= 1:
