@@ -17,8 +17,10 @@ from typing import Literal
 
 import torch
 
+from ms2l_ray.config import JIGSAW_SHORT_POLICIES
+
 ShortPolicy = Literal["reference", "identity"]
-SHORT_POLICIES: tuple[str, ...] = ("reference", "identity")
+SHORT_POLICIES: tuple[str, ...] = JIGSAW_SHORT_POLICIES
 
 
 def permutation_table(seg_num: int, device: torch.device | str | None = None) -> torch.Tensor:

@@ -27,6 +27,8 @@ from ms2l_ray.ablation.table import CellSeedRun, ablation_table, build_table, di
 from ms2l_ray.cli import main
 from ms2l_ray.config import ConfigError
 
+pytestmark = pytest.mark.ray  # starts a local Ray instance: the platform layer, not the core
+
 ROOT = Path(__file__).resolve().parents[1]
 GRIDS = sorted((ROOT / "ablations").glob("*.yaml"))
 SMOKE = ROOT / "ablations" / "smoke.yaml"
@@ -246,3 +248,7 @@ def test_cli_refuses_reusing_a_name_and_resume_without_name(resumed: dict[str, A
     assert "already exists" in capsys.readouterr().err
     assert main([*args, "--resume"]) == 2
     assert "--resume needs the --name" in capsys.readouterr().err
+    # The same record reached through a URI storage path (the pyarrow.fs route an s3:// path takes).
+    uri_args = ["ablate", str(SMOKE), "--tracking-uri", resumed["uri"], "--storage-path", (tmp / "ray").as_uri()]
+    assert main([*uri_args, "--name", "resumable"]) == 2
+    assert "already exists" in capsys.readouterr().err

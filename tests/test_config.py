@@ -66,6 +66,7 @@ def test_int_accepted_for_float_and_stored_as_float() -> None:
     ({"tasks": {"temperature": -1.0}}, "tasks.temperature: must be > 0"),
     ({"tasks": {"jigsaw_segments": 1}}, "tasks.jigsaw_segments: must be in 2..5"),
     ({"tasks": {"jigsaw_segments": 6}}, "tasks.jigsaw_segments: must be in 2..5"),
+    ({"tasks": {"jigsaw_short": "drop"}}, "tasks.jigsaw_short: must be one of"),
     ({"tasks": {"motion_weight": -0.1}}, "tasks.motion_weight: must be >= 0"),
     ({"tasks": {"motion_weight": 0, "jigsaw_weight": 0, "contrastive_weight": 0}}, "at least one task weight"),
     ({"tasks": {"mask_ratio": 1.0}}, "tasks.mask_ratio"),

@@ -25,7 +25,7 @@ from ms2l_ray.distributed.spec import Resources
 from ms2l_ray.orchestrate import Execution, Tracking, tracked_evaluate, tracked_pretrain
 from ms2l_ray.pipeline import Evaluation, run_pipeline
 
-pytestmark = pytest.mark.usefixtures("ray_local")
+pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_local")]
 
 TINY = ["data.builtin_sequences=160", "data.max_frames=20", "pretrain.epochs=3"]
 
@@ -34,10 +34,13 @@ def tiny(*extra: str) -> Config:
     return load_config("smoke", overrides=[*TINY, *extra])
 
 
+def test_default_cpus_per_worker_fills_a_node() -> None:
+    """Ray gives each worker one torch thread per CPU: a single job's default must not leave cores idle."""
+    from ms2l_ray.distributed.cluster import node_cpus_per_worker
 
-
-
-
+    assert node_cpus_per_worker(1) == 2.0  # the fixture's local instance has 2 CPUs
+    assert node_cpus_per_worker(2) == 1.0
+    assert node_cpus_per_worker(3) == 1.0  # never below one CPU a worker
 
 
 def stable(metrics: dict[str, float]) -> dict[str, float]:

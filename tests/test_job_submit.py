@@ -31,6 +31,8 @@ from typing import Any
 import pytest
 import yaml
 
+pytestmark = pytest.mark.ray  # starts a local Ray instance: the platform layer, not the core
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent  # the venv the head runs from: `ray` and `ms2l` live here
 GRID = "ablations/smoke.yaml"

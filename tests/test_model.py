@@ -343,6 +343,20 @@ def test_jigsaw_segments_give_factorial_classes(seg_num: int, classes: int) -> N
     assert 0.0 <= out.metrics["jigsaw_acc"].item() <= 1.0
 
 
+@pytest.mark.parametrize("policy", ["reference", "identity"])
+def test_jigsaw_short_policy_comes_from_config(policy: str) -> None:
+    """Clips of 2 frames under 3 segments: "identity" must label them 0 (unshuffled); the model obeys the config."""
+    model = build_ms2l(TINY, TaskConfig(motion_weight=0, contrastive_weight=0, jigsaw_short=policy), F)
+    assert model.jigsaw_short == policy
+    x, _ = batch(n=8, t_max=12)
+    lens = torch.full((8,), 2)
+    x_j, y = temporal_jigsaw(x, lens, 3, torch.Generator().manual_seed(0), short=model.jigsaw_short)
+    if policy == "identity":
+        assert (y == 0).all() and torch.equal(x_j, x)
+    else:
+        assert not torch.equal(x_j, x)
+
+
 def test_encode_shape() -> None:
     model = build_ms2l(TINY, tasks(), F)
     x, lens = batch()

@@ -26,6 +26,8 @@ from ms2l_ray.orchestrate import Execution, Tracking
 from ms2l_ray.report.build import build_report
 from ms2l_ray.tracking.runs import start_run
 
+pytestmark = pytest.mark.ray  # starts a local Ray instance: the platform layer, not the core
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -27,7 +27,7 @@ from ms2l_ray.orchestrate import Tracking
 from ms2l_ray.search.space import load_space
 from ms2l_ray.search.tuner import RECORD, STUDY_DB, run_search
 
-pytestmark = pytest.mark.usefixtures("ray_local")
+pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_local")]
 
 SMOKE = Path(__file__).resolve().parents[1] / "search_spaces" / "smoke.yaml"
 

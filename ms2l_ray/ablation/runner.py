@@ -31,6 +31,7 @@ import yaml
 from ms2l_ray.ablation.grid import Cell, Grid
 from ms2l_ray.ablation.table import CELL_KIND, PARENT_KIND, AblationTable, ablation_table, search_all
 from ms2l_ray.config import Config, ConfigError, config_hash
+from ms2l_ray.distributed.records import read_record, write_record
 from ms2l_ray.distributed.trainer import default_storage_path
 from ms2l_ray.orchestrate import Execution, Tracking
 from ms2l_ray.pipeline import Evaluation, run_pipeline
@@ -53,15 +54,13 @@ class AblationResult:
     out_dir: Path = Path(".")
 
 
-def record_path(storage_path: str | None, name: str) -> Path:
-    return Path(storage_path or default_storage_path()) / name / RECORD
+def read_ablation_record(storage_path: str, name: str) -> dict[str, Any] | None:
+    """``<storage>/<name>/ms2l_ablation.json`` (local folder or ``s3://``-style URI), or None when absent."""
+    return read_record(storage_path, name, RECORD)
 
 
-def _write_record(path: Path, record: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=1))
-    tmp.replace(path)
+def record_location(storage_path: str, name: str) -> str:
+    return f"{storage_path.rstrip('/')}/{name}/{RECORD}"
 
 
 def _driver_alive(record: dict[str, Any]) -> bool:
@@ -76,14 +75,15 @@ def _driver_alive(record: dict[str, Any]) -> bool:
     return "ablate" in cmdline or "ablation" in cmdline
 
 
-def _open_parent(grid: Grid, name: str, tracking: Tracking, path: Path, out_dir: Path,
+def _open_parent(grid: Grid, name: str, tracking: Tracking, storage: str, out_dir: Path,
                  resume: bool) -> tuple[RunLogger, Path]:
     """Create the parent run and its record, or (``resume``) reopen the recorded one."""
+    record = read_ablation_record(storage, name)
     if resume:
-        if not path.exists():
-            raise FileNotFoundError(f"--resume: no ablation named {name!r} (missing {path}); pass the --name and "
-                                    f"--storage-path it was started with")
-        record = json.loads(path.read_text())
+        if record is None:
+            raise FileNotFoundError(f"--resume: no ablation named {name!r} (missing "
+                                    f"{record_location(storage, name)}); pass the --name and --storage-path it "
+                                    f"was started with")
         if record["tracking_uri"] != tracking.uri:
             raise ConfigError(f"--resume: ablation {name!r} was tracked in {record['tracking_uri']}, "
                               f"not {tracking.uri}")
@@ -93,11 +93,11 @@ def _open_parent(grid: Grid, name: str, tracking: Tracking, path: Path, out_dir:
         parent.reopen()
         parent.set_tags({"resumed": "true"})
         record.update(driver_pid=os.getpid(), host=socket.gethostname(), resumed_at=time.strftime("%Y%m%d-%H%M%S"))
-        _write_record(path, record)
+        write_record(storage, name, RECORD, record)
         return parent, Path(record["out_dir"])
-    if path.exists():
-        raise ConfigError(f"an ablation named {name!r} already exists ({path}); pass --resume to continue it, "
-                          f"or another --name")
+    if record is not None:
+        raise ConfigError(f"an ablation named {name!r} already exists ({record_location(storage, name)}); pass "
+                          f"--resume to continue it, or another --name")
     parent = start_run(tracking.uri, tracking.experiment, name, None,
                        {"kind": PARENT_KIND, "ablation": grid.name, "ablation_name": name})
     parent.log_params({"ablation.grid": grid.name, "ablation.source": grid.source, "ablation.preset": grid.preset,
@@ -106,10 +106,10 @@ def _open_parent(grid: Grid, name: str, tracking: Tracking, path: Path, out_dir:
                        "ablation.columns": ",".join(grid.metrics),
                        "ablation.evaluations": ",".join(e.label for e in grid.evaluations)})
     parent.log_text(yaml.safe_dump(grid.to_dict(), sort_keys=False), "ablation/grid.yaml")
-    _write_record(path, {"name": name, "parent_run_id": parent.run_id, "tracking_uri": tracking.uri,
-                         "experiment": tracking.experiment, "out_dir": str(out_dir), "grid": grid.to_dict(),
-                         "driver_pid": os.getpid(), "host": socket.gethostname(),
-                         "created": time.strftime("%Y%m%d-%H%M%S")})
+    write_record(storage, name, RECORD, {
+        "name": name, "parent_run_id": parent.run_id, "tracking_uri": tracking.uri, "experiment": tracking.experiment,
+        "out_dir": str(out_dir), "grid": grid.to_dict(), "driver_pid": os.getpid(), "host": socket.gethostname(),
+        "created": time.strftime("%Y%m%d-%H%M%S")})
     return parent, out_dir
 
 
@@ -254,7 +254,7 @@ def run_ablation(grid: Grid, *, name: str, tracking: Tracking, execution: Execut
     t0 = time.perf_counter()
     storage = execution.storage_path or default_storage_path()
     execution = dataclasses.replace(execution, storage_path=storage)  # absolute: Ray tasks have another cwd
-    parent, out_dir = _open_parent(grid, name, tracking, record_path(storage, name), out_dir.resolve(), resume)
+    parent, out_dir = _open_parent(grid, name, tracking, storage, out_dir.resolve(), resume)
     jobs = _CellSeedJobs(grid, name, tracking, execution, parent, out_dir, log)
     try:
         todo, skipped = _plan(grid, tracking, parent.run_id, log)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -16,8 +15,9 @@ from ms2l_ray.config import PRESETS, ConfigError
 def _setup(args: argparse.Namespace) -> tuple[Any, str, Any, Any]:
     """Grid, name, tracking and execution from the flags — every check that needs no Ray runs here."""
     from ms2l_ray.ablation.grid import load_grid
-    from ms2l_ray.ablation.runner import record_path
+    from ms2l_ray.ablation.runner import read_ablation_record, record_location
     from ms2l_ray.distributed.spec import Resources
+    from ms2l_ray.distributed.trainer import default_storage_path
     from ms2l_ray.orchestrate import Execution, Tracking
 
     if args.no_tracking:
@@ -33,12 +33,12 @@ def _setup(args: argparse.Namespace) -> tuple[Any, str, Any, Any]:
         storage = str(Path(storage).resolve())
     name = args.name or f"{grid.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     tracking = tracking_from_args(args)
-    path = record_path(storage, name)
-    if path.exists() and not args.resume:  # before Ray starts: fail in a second, not after a minute
-        raise ConfigError(f"an ablation named {name!r} already exists ({path}); pass --resume to continue it, "
-                          f"or another --name")
-    if args.resume and args.tracking_uri is None and path.exists():  # the recorded store unless the user names one
-        record = json.loads(path.read_text())
+    record = read_ablation_record(storage or default_storage_path(), name)
+    if record is not None and not args.resume:  # before Ray starts: fail in a second, not after a minute
+        raise ConfigError(f"an ablation named {name!r} already exists "
+                          f"({record_location(storage or default_storage_path(), name)}); pass --resume to "
+                          f"continue it, or another --name")
+    if args.resume and args.tracking_uri is None and record is not None:  # the recorded store unless the user names one
         tracking = Tracking(record["tracking_uri"], record["experiment"])
     resources = Resources(args.workers, args.cpus_per_trial / args.workers, args.gpus_per_trial / args.workers)
     return grid, name, tracking, Execution(resources=resources, storage_path=storage, max_failures=args.max_failures)

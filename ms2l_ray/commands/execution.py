@@ -15,7 +15,8 @@ def add_execution_options(p: argparse.ArgumentParser, engines: bool = True, work
                        help="ray: a Ray Train TorchTrainer (default); local: the plain loop in this process, untracked")
     if workers:
         p.add_argument("--workers", type=int, default=1, help="Ray Train workers (DDP) per job")
-        p.add_argument("--cpus-per-worker", type=float, default=1.0)
+        p.add_argument("--cpus-per-worker", type=float, default=None,
+                       help="CPUs (= torch threads) per worker; default: the largest node's CPUs / --workers")
         p.add_argument("--gpus-per-worker", type=float, default=0.0, help="> 0 trains on GPUs (NCCL)")
         p.add_argument("--max-failures", type=int, default=2, help="worker failures a job recovers from")
     p.add_argument("--storage-path", default=None, help="Ray storage for checkpoints (default ./ray_results)")
@@ -37,14 +38,25 @@ def tracking_from_args(args: argparse.Namespace) -> Tracking | None:
     return Tracking(uri=uri, experiment=args.experiment)
 
 
-def execution_from_args(args: argparse.Namespace, **extra: Any) -> Execution:
-    storage = args.storage_path
+def storage_from_args(args: argparse.Namespace) -> str | None:
+    """``--storage-path`` made absolute (Ray workers run elsewhere); URIs as given."""
+    storage: str | None = args.storage_path
     if storage is not None and "://" not in storage:
         from pathlib import Path
 
         storage = str(Path(storage).resolve())
-    return Execution(resources=Resources(args.workers, args.cpus_per_worker, args.gpus_per_worker),
-                     storage_path=storage, max_failures=args.max_failures, **extra)
+    return storage
+
+
+def execution_from_args(args: argparse.Namespace, **extra: Any) -> Execution:
+    """Where jobs run; call after :func:`start_ray` (the default ``--cpus-per-worker`` asks the cluster)."""
+    cpus = args.cpus_per_worker
+    if cpus is None:
+        from ms2l_ray.distributed.cluster import node_cpus_per_worker
+
+        cpus = node_cpus_per_worker(args.workers)
+    return Execution(resources=Resources(args.workers, cpus, args.gpus_per_worker),
+                     storage_path=storage_from_args(args), max_failures=args.max_failures, **extra)
 
 
 def start_ray(args: argparse.Namespace) -> None:

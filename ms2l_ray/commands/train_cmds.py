@@ -8,7 +8,13 @@ from pathlib import Path
 from typing import Any
 
 from ms2l_ray.commands.common import add_config_options, resolve_config, write_json
-from ms2l_ray.commands.execution import add_execution_options, execution_from_args, start_ray, tracking_from_args
+from ms2l_ray.commands.execution import (
+    add_execution_options,
+    execution_from_args,
+    start_ray,
+    storage_from_args,
+    tracking_from_args,
+)
 from ms2l_ray.config import STRATEGIES, Config, from_dict
 
 EVAL_KEYS = ("val_top1", "val_top5", "test_top1", "test_top5")
@@ -28,10 +34,9 @@ def _pretrain(args: argparse.Namespace) -> int:
     else:
         from ms2l_ray.orchestrate import read_job_record, tracked_pretrain
 
-        execution = execution_from_args(args)
         existing = None
         if args.resume:
-            record = read_job_record(execution.storage_path, args.resume)
+            record = read_job_record(storage_from_args(args), args.resume)
             cfg, name, existing = from_dict(record["config"]), args.resume, record.get("run_id")
             out = Path(record["out_dir"])
         else:
@@ -41,7 +46,8 @@ def _pretrain(args: argparse.Namespace) -> int:
         tracking = tracking_from_args(args)
         start_ray(args)
         print(f"[pretrain] run name {name} (resume with --resume {name})")
-        outcome, run = tracked_pretrain(cfg, name=name, out_dir=out, tracking=tracking, execution=execution,
+        outcome, run = tracked_pretrain(cfg, name=name, out_dir=out, tracking=tracking,
+                                        execution=execution_from_args(args),
                                         existing_run_id=existing)
         summary = dict(outcome.metrics)
         if run is not None:

@@ -89,11 +89,29 @@ def _say(message: str) -> None:
     sys.stdout.flush()
 
 
+def _quiet_report_echo() -> None:
+    """Drop Ray Train's per-report INFO echo of the whole metrics dict.
+
+    Every ``ray.train.report`` logs "Reporting training result N: TrainingReport(...)" at INFO from the
+    worker, which doubles each epoch's terminal output with a raw dict; our own progress line already says
+    it. That logger is named after its module file, so it is looked up through the module; if a Ray
+    release moves it, the echo simply stays.
+    """
+    import logging
+
+    try:
+        from ray.train.v2._internal.execution import context as train_context
+    except ImportError:  # pragma: no cover - another Ray layout
+        return
+    logging.getLogger(train_context.__file__).setLevel(logging.WARNING)
+
+
 def train_loop_per_worker(config: dict[str, Any]) -> None:
     """Entry point of every Train worker; ``config`` is a :class:`JobSpec` as a dict."""
     import ray.train
     import ray.train.torch
 
+    _quiet_report_echo()
     from ms2l_ray.checkpoint import load_pretrained
     from ms2l_ray.jobs import run_evaluate, run_pretrain
 

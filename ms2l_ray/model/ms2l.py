@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import nn
@@ -166,8 +167,7 @@ class MS2L(nn.Module):
         return PretrainOutput(loss=total, metrics=metrics)
 
 
-def build_ms2l(model_cfg: ModelConfig, task_cfg: TaskConfig, num_features: int,
-               jigsaw_short: ShortPolicy = "reference") -> MS2L:
+def build_ms2l(model_cfg: ModelConfig, task_cfg: TaskConfig, num_features: int) -> MS2L:
     """Wire encoder and heads from the config; a task with weight 0 gets no head (and no compute)."""
     m, t = model_cfg, task_cfg
     encoder = GRUEncoder(num_features, m.hidden_size, m.num_layers, m.bidirectional, m.dropout)
@@ -176,4 +176,4 @@ def build_ms2l(model_cfg: ModelConfig, task_cfg: TaskConfig, num_features: int,
     projector = Projector(m.hidden_size, m.head_hidden, m.proj_dim) if t.contrastive_weight > 0 else None
     return MS2L(encoder, decoder, jigsaw, projector, motion_weight=t.motion_weight, jigsaw_weight=t.jigsaw_weight,
                 contrastive_weight=t.contrastive_weight, mask_ratio=t.mask_ratio, seg_num=t.jigsaw_segments,
-                temperature=t.temperature, jigsaw_short=jigsaw_short)
+                temperature=t.temperature, jigsaw_short=cast(ShortPolicy, t.jigsaw_short))
