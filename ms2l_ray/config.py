@@ -114,13 +114,13 @@ class Config:
 PRESETS: dict[str, dict[str, Any]] = {
     # REFERENCE.md §1: the reference settings (all defaults).
     "paper": {},
-    # A laptop run of minutes on 2 cores (pretrain + linear evaluation ≈ 3.5 min): a narrower, shorter
-    # pretraining on shorter clips. 6000 built-in sequences rather than 3000 for the same number of steps:
-    # with ~1450 training clips the contrastive task overfits (train accuracy 1.0, validation 0.3) and the
-    # gain over a random encoder swung between +9 and +21 points across seeds. Validation is 10 % so model
-    # selection sees ~300 clips, not ~75. Evaluation keeps the reference optimiser (Adam 1e-3, 60 epochs,
-    # StepLR(30)): linear evaluation trains on cached frozen features, so its epochs cost little;
-    # fine-tuning-style strategies override epochs in their YAML.
+    # A laptop run of minutes on 2 cores (pretrain + linear evaluations ≈ 3.5 min in-process, ≈ 5.8 min as
+    # Ray Train jobs through the CLI): a narrower, shorter pretraining on shorter clips. 6000 built-in
+    # sequences rather than 3000: with ~1450 training clips the contrastive task overfits (train accuracy
+    # 1.0, validation 0.3) and the gain over a random encoder swung between +9 and +21 points across seeds.
+    # Validation is 10 % so model selection sees ~300 clips, not ~75. Evaluation keeps the reference
+    # optimiser (Adam 1e-3, 60 epochs, StepLR(30)): linear evaluation trains on cached frozen features, so
+    # its epochs cost little; fine-tuning-style strategies override epochs in their YAML.
     "small": {
         "model": {"hidden_size": 128, "head_hidden": 256, "proj_dim": 128},
         "pretrain": {"epochs": 24, "batch_size": 128, "step_size": 16},

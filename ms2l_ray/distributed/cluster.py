@@ -39,8 +39,9 @@ def node_cpus_per_worker(workers: int) -> float:
     """A whole node's CPUs shared by a job's ``workers`` (at least 1 each): the default for a single job.
 
     Ray gives a worker as many torch threads as it has CPUs (``OMP_NUM_THREADS``), so the old default of one
-    CPU per worker left half of a 2-core laptop idle: ``ms2l pretrain --preset small`` took 5.1 min there
-    against 3.5 min with both cores. The largest alive node bounds it, so the job still fits on one node.
+    CPU per worker left half of a 2-core laptop idle: ``ms2l pretrain --preset small`` took 308 s there
+    against 268 s with both cores (and a different trajectory: the thread count changes reduction order).
+    The largest alive node bounds it, so the job still fits on one node.
     Ray must be initialised.
     """
     import ray
