@@ -120,7 +120,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # 1.0, validation 0.3) and the gain over a random encoder swung between +9 and +21 points across seeds.
     # Validation is 10 % so model selection sees ~300 clips, not ~75. Evaluation keeps the reference
     # optimiser (Adam 1e-3, 60 epochs, StepLR(30)): linear evaluation trains on cached frozen features, so
-    # its epochs cost little; fine-tuning-style strategies override epochs in their YAML.
+    # its epochs cost little; fine-tuning-style strategies backpropagate through the encoder for all 60
+    # epochs (lower evaluation.optim.epochs in a grid or experiment YAML when time matters).
     "small": {
         "model": {"hidden_size": 128, "head_hidden": 256, "proj_dim": 128},
         "pretrain": {"epochs": 24, "batch_size": 128, "step_size": 16},
