@@ -20,7 +20,6 @@ import torch
 from ms2l_ray.config import JIGSAW_SHORT_POLICIES
 
 ShortPolicy = Literal["reference", "identity"]
-SHORT_POLICIES: tuple[str, ...] = JIGSAW_SHORT_POLICIES
 
 
 def permutation_table(seg_num: int, device: torch.device | str | None = None) -> torch.Tensor:
@@ -91,8 +90,8 @@ def _check_jigsaw_args(x: torch.Tensor, lengths: torch.Tensor, seg_num: int, sho
         raise ValueError(f"x must be [N, T, F], got shape {tuple(x.shape)}")
     if seg_num < 2:
         raise ValueError(f"seg_num must be >= 2, got {seg_num}")
-    if short not in SHORT_POLICIES:
-        raise ValueError(f"short must be one of {list(SHORT_POLICIES)}, got {short!r}")
+    if short not in JIGSAW_SHORT_POLICIES:
+        raise ValueError(f"short must be one of {list(JIGSAW_SHORT_POLICIES)}, got {short!r}")
     if lengths.shape != (x.shape[0],):
         raise ValueError(f"lengths must be [N] = [{x.shape[0]}], got shape {tuple(lengths.shape)}")
     if labels is not None:
