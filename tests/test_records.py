@@ -4,8 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from ms2l_ray.ablation.runner import RECORD, read_ablation_record
+from ms2l_ray.cli import build_parser
+from ms2l_ray.commands.ablate_cmds import _setup
+from ms2l_ray.config import ConfigError
 from ms2l_ray.distributed.records import read_record, write_record
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_round_trip_local_folder_and_file_uri(tmp_path: Path) -> None:
@@ -28,3 +35,17 @@ def test_ablation_record_written_under_uri_storage(tmp_path: Path) -> None:
     write_record(uri, "grid-1", RECORD, {"name": "grid-1", "tracking_uri": "sqlite:///m.db"})
     assert (tmp_path / "grid-1" / RECORD).is_file()  # not a local folder literally named "file:"
     assert read_ablation_record(uri, "grid-1") == {"name": "grid-1", "tracking_uri": "sqlite:///m.db"}
+
+
+def test_ablation_resume_asks_for_credentials_the_record_left_out(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """``ms2l ablate --resume`` reads the recorded store; credentials come from the environment, never the file."""
+    write_record(str(tmp_path), "grid-1", RECORD, {"name": "grid-1", "tracking_uri": "postgresql://***@db/mlflow",
+                                                   "experiment": "ms2l"})
+    args = build_parser().parse_args(["ablate", str(ROOT / "ablations" / "smoke.yaml"), "--resume",
+                                      "--name", "grid-1", "--storage-path", str(tmp_path)])
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    with pytest.raises(ConfigError, match="credentials not recorded"):
+        _setup(args)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "postgresql://user:secret@db/mlflow")
+    assert _setup(args)[2].uri == "postgresql://user:secret@db/mlflow"

@@ -7,8 +7,16 @@ from pathlib import Path
 
 import pytest
 
+from ms2l_ray.config import ConfigError
 from ms2l_ray.tracking.runs import RunLogger, RunRef, mask_secrets, start_run
-from ms2l_ray.tracking.store import TrackingError, check_reachable, redact_uri, resolve_tracking_uri, retrying
+from ms2l_ray.tracking.store import (
+    TrackingError,
+    check_reachable,
+    redact_uri,
+    resolve_tracking_uri,
+    restore_uri,
+    retrying,
+)
 
 
 def test_default_uri_is_an_absolute_sqlite_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -38,6 +46,16 @@ def test_credentials_are_redacted_from_uris() -> None:
     assert redact_uri("postgresql://u:p@db:5432/mlflow") == "postgresql://***@db:5432/mlflow"
     assert redact_uri("sqlite:////tmp/m.db") == "sqlite:////tmp/m.db"
     assert redact_uri(None) is None
+
+
+def test_restore_uri_needs_the_credentials_a_record_left_out() -> None:
+    assert restore_uri("sqlite:////x/m.db", "http://other:5000", "job j") == "sqlite:////x/m.db"  # as recorded
+    recorded = redact_uri("postgresql://user:secret@db/mlflow")
+    assert recorded is not None
+    assert restore_uri(recorded, "postgresql://user:secret@db/mlflow", "job j") == "postgresql://user:secret@db/mlflow"
+    for given in (None, "postgresql://user:secret@elsewhere/mlflow"):
+        with pytest.raises(ConfigError, match="job j logs to postgresql://\\*\\*\\*@db/mlflow"):
+            restore_uri(recorded, given, "job j")
 
 
 def test_retrying_retries_only_transient_errors() -> None:

@@ -36,7 +36,7 @@ from ms2l_ray.distributed.trainer import default_storage_path
 from ms2l_ray.orchestrate import Execution, Tracking
 from ms2l_ray.pipeline import Evaluation, run_pipeline
 from ms2l_ray.tracking.runs import RunLogger, RunRef, client, start_run
-from ms2l_ray.tracking.store import retrying
+from ms2l_ray.tracking.store import redact_uri, retrying
 
 RECORD = "ms2l_ablation.json"
 SUMMARY_KEYS = ("val_top1", "val_top5", "test_top1", "test_top5")
@@ -84,15 +84,16 @@ def _open_parent(grid: Grid, name: str, tracking: Tracking, storage: str, out_di
             raise FileNotFoundError(f"--resume: no ablation named {name!r} (missing "
                                     f"{record_location(storage, name)}); pass the --name and --storage-path it "
                                     f"was started with")
-        if record["tracking_uri"] != tracking.uri:
-            raise ConfigError(f"--resume: ablation {name!r} was tracked in {record['tracking_uri']}, "
-                              f"not {tracking.uri}")
+        recorded, current = redact_uri(record["tracking_uri"]), redact_uri(tracking.uri)
+        if recorded != current:  # the record keeps no credentials (older records may): compare redacted forms
+            raise ConfigError(f"--resume: ablation {name!r} was tracked in {recorded}, not {current}")
         if _driver_alive(record):
             raise ConfigError(f"--resume: ablation {name!r} is still running (driver pid {record['driver_pid']})")
         parent = RunLogger(RunRef(tracking.uri, record["parent_run_id"]))
         parent.reopen()
         parent.set_tags({"resumed": "true"})
-        record.update(driver_pid=os.getpid(), host=socket.gethostname(), resumed_at=time.strftime("%Y%m%d-%H%M%S"))
+        record.update(tracking_uri=recorded, driver_pid=os.getpid(), host=socket.gethostname(),
+                      resumed_at=time.strftime("%Y%m%d-%H%M%S"))
         write_record(storage, name, RECORD, record)
         return parent, Path(record["out_dir"])
     if record is not None:
@@ -107,8 +108,9 @@ def _open_parent(grid: Grid, name: str, tracking: Tracking, storage: str, out_di
                        "ablation.evaluations": ",".join(e.label for e in grid.evaluations)})
     parent.log_text(yaml.safe_dump(grid.to_dict(), sort_keys=False), "ablation/grid.yaml")
     write_record(storage, name, RECORD, {
-        "name": name, "parent_run_id": parent.run_id, "tracking_uri": tracking.uri, "experiment": tracking.experiment,
-        "out_dir": str(out_dir), "grid": grid.to_dict(), "driver_pid": os.getpid(), "host": socket.gethostname(),
+        "name": name, "parent_run_id": parent.run_id, "tracking_uri": redact_uri(tracking.uri),
+        "experiment": tracking.experiment, "out_dir": str(out_dir), "grid": grid.to_dict(),
+        "driver_pid": os.getpid(), "host": socket.gethostname(),
         "created": time.strftime("%Y%m%d-%H%M%S")})
     return parent, out_dir
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ def _setup(args: argparse.Namespace) -> tuple[Any, str, Any, Any]:
     from ms2l_ray.distributed.spec import Resources
     from ms2l_ray.distributed.trainer import default_storage_path
     from ms2l_ray.orchestrate import Execution, Tracking
+    from ms2l_ray.tracking.store import restore_uri
 
     if args.no_tracking:
         raise ConfigError("ablate builds its table from MLflow runs; drop --no-tracking")
@@ -39,7 +41,8 @@ def _setup(args: argparse.Namespace) -> tuple[Any, str, Any, Any]:
                           f"({record_location(storage or default_storage_path(), name)}); pass --resume to "
                           f"continue it, or another --name")
     if args.resume and args.tracking_uri is None and record is not None:  # the recorded store unless the user names one
-        tracking = Tracking(record["tracking_uri"], record["experiment"])
+        uri = restore_uri(record["tracking_uri"], os.environ.get("MLFLOW_TRACKING_URI"), f"ablation {name!r}")
+        tracking = Tracking(uri, record["experiment"])
     resources = Resources(args.workers, args.cpus_per_trial / args.workers, args.gpus_per_trial / args.workers)
     return grid, name, tracking, Execution(resources=resources, storage_path=storage, max_failures=args.max_failures)
 

@@ -33,12 +33,11 @@ from ms2l_ray.search.space import SearchSpace, parse_space, with_overrides
 from ms2l_ray.search.summary import SearchResult, collect_rows, finish_search
 from ms2l_ray.search.trial import TrialSetup, base_with_knn, run_trial
 from ms2l_ray.tracking.runs import RunLogger, RunRef, start_run
-from ms2l_ray.tracking.store import redact_uri
+from ms2l_ray.tracking.store import redact_uri, restore_uri
 
 RECORD = "ms2l_search.json"
 STUDY_DB = "optuna.db"
 TRIAL_DRIVER_RESOURCES: dict[str, float] = {"cpu": 0, "memory": 64 * 1024**2}  # ~0, yet a non-empty bundle
-REDACTED = "***@"  # what tracking.store.redact_uri puts in place of credentials
 
 
 def default_max_concurrent(cluster: dict[str, float], resources: Resources, num_samples: int) -> int:
@@ -82,13 +81,10 @@ class SearchRecord:
     def trial_setup(self, tracking_uri: str | None = None) -> TrialSetup:
         """The trials' setup; ``tracking_uri`` restores a tracking URI whose credentials the record left out."""
         setup = TrialSetup(**self.setup)
-        recorded = setup.tracking_uri
-        if recorded is None or f"://{REDACTED}" not in recorded:
-            return setup  # complete as recorded: a search stays in the store it started in
-        if tracking_uri is None or redact_uri(tracking_uri) != recorded:
-            raise ConfigError(f"search {self.name} logs to {recorded} (credentials not recorded): pass that "
-                              f"--tracking-uri (or MLFLOW_TRACKING_URI) with its credentials to resume it")
-        return dataclasses.replace(setup, tracking_uri=tracking_uri)
+        if setup.tracking_uri is None:
+            return setup
+        return dataclasses.replace(setup, tracking_uri=restore_uri(setup.tracking_uri, tracking_uri,
+                                                                   f"search {self.name}"))
 
     def to_json(self) -> str:
         """The record with credentials removed from the tracking URI (what goes to disk and to MLflow)."""

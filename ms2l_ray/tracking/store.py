@@ -22,6 +22,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from ms2l_ray.config import ConfigError
+
 T = TypeVar("T")
 
 DEFAULT_DB = "mlflow.db"
@@ -49,11 +51,29 @@ def default_artifact_location(tracking_uri: str) -> str | None:
     return None
 
 
+REDACTED = "***"  # what redact_uri puts in place of a URI's credentials
+
+
 def redact_uri(uri: str | None) -> str | None:
     """``https://user:secret@host`` → ``https://***@host``: URIs written to records or logs carry no credentials."""
     if uri is None:
         return None
-    return re.sub(r"^([a-zA-Z][\w+.-]*://)[^/@]+@", r"\1***@", uri)
+    return re.sub(r"^([a-zA-Z][\w+.-]*://)[^/@]+@", rf"\1{REDACTED}@", uri)
+
+
+def restore_uri(recorded: str, given: str | None, what: str) -> str:
+    """The tracking URI a resume record names, complete again.
+
+    Records (job, search, ablation) keep :func:`redact_uri`'s form. One that had no credentials is returned as
+    recorded, so a resumed run stays in the store it started in; one whose credentials were left out needs
+    ``given`` (``--tracking-uri`` or ``MLFLOW_TRACKING_URI``) to be that same URI with them.
+    """
+    if f"://{REDACTED}@" not in recorded:
+        return recorded
+    if given is None or redact_uri(given) != recorded:
+        raise ConfigError(f"{what} logs to {recorded} (credentials not recorded): pass that --tracking-uri (or "
+                          f"MLFLOW_TRACKING_URI) with its credentials to resume it")
+    return given
 
 
 def check_reachable(tracking_uri: str, timeout_s: float = 5.0) -> None:
