@@ -15,6 +15,11 @@ device, the GRUs run over all ``T`` padded frames, and the three views go throug
 Our step is timed twice: with packed GRUs (``pack_padded_sequence``) and with the default ``"reversed"`` GRUs
 (unpacked over the longest clip, backward direction reversed within each length; same outputs, see
 :mod:`ms2l_ray.model.encoder`), which is much faster on CPU.
+Both are also timed on **length-bucketed** batches (``data.bucketing``, :func:`ms2l_ray.train.batches.train_batches`):
+a pool of ``--bucket-chunk`` × batch NTU-like clips (one sorted chunk of the plan) is cut into batches of the
+same size as the other rows, each gathered at its longest clip as ``SkeletonSet.batch`` does; the step time is
+the mean over ``--steps`` batches at evenly spaced quantiles of the plan's batch lengths (stratified, so a few
+steps estimate the epoch mean, not one lucky or unlucky batch).
 A second table times the augmentations alone (vectorised vs per-sample loops).
 """
 
@@ -34,18 +39,58 @@ from ms2l_ray.contract import valid_mask
 from ms2l_ray.losses import contrastive_loss
 from ms2l_ray.model import MS2L, MLPHead, PretrainOutput, build_ms2l, init_weights
 from ms2l_ray.model.encoder import DEFAULT_IMPL, GRUImpl
+from ms2l_ray.train.batches import train_batches
 
 NUM_FEATURES = 150  # NTU: 2 persons × 25 joints × 3 coords
 PERSONS, JOINTS, COORDS = 2, 25, 3
 SEG_NUM, MASK_RATIO, TAU, CLIP = 3, 0.3, 0.9, 10.0
 
 
+def ntu_like_lengths(n: int, t_max: int, rng: np.random.Generator) -> np.ndarray:
+    """``[N]`` NTU-like valid lengths, ``clip(normal(90, 35), 20, T)``."""
+    return np.clip(rng.normal(90, 35, n), 20, t_max).astype(np.int64)
+
+
+def clips_with_lengths(lengths: np.ndarray, t_max: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random clips of the given valid lengths, zero-padded per the contract. Shape: ``[N, T, 150]``, ``[N]``."""
+    x = torch.from_numpy(rng.standard_normal((len(lengths), t_max, NUM_FEATURES)).astype(np.float32))
+    len_t = torch.from_numpy(np.asarray(lengths, dtype=np.int64))
+    return x * valid_mask(len_t, t_max).unsqueeze(-1), len_t
+
+
 def ntu_like_batch(n: int, t_max: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Random clips with NTU-like valid lengths, zero-padded per the contract. Shape: ``[N, T, 150]``, ``[N]``."""
     rng = np.random.default_rng(seed)
-    lengths = torch.from_numpy(np.clip(rng.normal(90, 35, n), 20, t_max).astype(np.int64))
-    x = torch.from_numpy(rng.standard_normal((n, t_max, NUM_FEATURES)).astype(np.float32))
-    return x * valid_mask(lengths, t_max).unsqueeze(-1), lengths
+    lengths = ntu_like_lengths(n, t_max, rng)
+    return clips_with_lengths(lengths, t_max, rng)
+
+
+def bucketed_batches(batch_size: int, t_max: int, steps: int, chunk_batches: int,
+                     seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """``steps`` length-bucketed batches of ``batch_size`` NTU-like clips, each ``[N, max(len), 150]``.
+
+    The plan is the training loop's (:func:`train_batches` with lengths) over ``chunk_batches × batch_size``
+    clips; the batches returned sit at the ``(i + 0.5) / steps`` quantiles of the plan's padded lengths.
+    """
+    rng = np.random.default_rng(seed + 2)
+    pool = ntu_like_lengths(chunk_batches * batch_size, t_max, rng)
+    plan = train_batches(np.arange(len(pool)), batch_size, seed=seed, epoch=0, lengths=pool,
+                         chunk_batches=chunk_batches)
+    plan = sorted(plan, key=lambda b: int(pool[b].max()))
+    picks = [plan[min(len(plan) - 1, int((i + 0.5) / steps * len(plan)))] for i in range(steps)]
+    out = []
+    for b in picks:
+        lengths = pool[b]
+        out.append(clips_with_lengths(lengths, int(lengths.max()), rng))
+    return out
+
+
+def bucket_summary(batches: list[tuple[torch.Tensor, torch.Tensor]]) -> str:
+    """Padded vs mean valid length of the timed bucketed batches (how little they pad)."""
+    padded = [x.shape[1] for x, _ in batches]
+    mean = [float(lengths.float().mean()) for _, lengths in batches]
+    return ("bucketed batches timed: padded length " + ", ".join(str(t) for t in padded) + "; mean valid length "
+            + ", ".join(f"{m:.0f}" for m in mean))
 
 
 # ---- the reference-style step ----------------------------------------------------------------------------
@@ -168,6 +213,15 @@ def pretrain_table(args: argparse.Namespace, device: torch.device) -> list[str]:
         out: PretrainOutput = packed(x_cpu.to(device), len_cpu.to(device), gen)
         return out.loss
 
+    buckets = bucketed_batches(args.batch_size, args.frames, args.steps, args.bucket_chunk, args.seed)
+    cursor = {"ours": 0, "packed": 0}
+
+    def bucketed_loss(model: MS2L, key: str) -> torch.Tensor:
+        x, lengths = buckets[cursor[key] % len(buckets)]
+        cursor[key] += 1
+        out: PretrainOutput = model(x.to(device), lengths.to(device), gen)
+        return out.loss
+
     ref = ReferenceStyleMS2L(args.hidden, cfg.head_hidden, cfg.proj_dim).to(device).train()
     ref_opt = torch.optim.Adam(ref.parameters(), lr=1e-3)
 
@@ -179,13 +233,27 @@ def pretrain_table(args: argparse.Namespace, device: torch.device) -> list[str]:
     for name, fn, opt, groups in (("reference-style step", ref_loss, ref_opt, ref.clip_groups()),
                                   ("MS2L step (ours, packed GRUs)", packed_loss, packed_opt, ms2l_groups(packed)),
                                   (f"MS2L step (ours, default: {DEFAULT_IMPL} GRUs)", ours_loss, ours_opt,
-                                   ms2l_groups(ours))):
+                                   ms2l_groups(ours)),
+                                  ("MS2L step (ours, packed GRUs, length-bucketed batches)",
+                                   lambda: bucketed_loss(packed, "packed"), packed_opt, ms2l_groups(packed)),
+                                  (f"MS2L step (ours, default: {DEFAULT_IMPL} GRUs, length-bucketed batches)",
+                                   lambda: bucketed_loss(ours, "ours"), ours_opt, ms2l_groups(ours))):
+        if "bucketed" in name:  # warm-up on the first bucket, then time one pass over the stratified buckets
+            for _ in range(args.warmup):
+                train_step(fn, opt, groups)
+            cursor["ours" if "default" in name else "packed"] = 0
+            timings[name] = time_steps(lambda f=fn, o=opt, g=groups: train_step(f, o, g),  # type: ignore[misc]
+                                       args.steps, 0, device)
+            continue
         timings[name] = time_steps(lambda f=fn, o=opt, g=groups: train_step(f, o, g),  # type: ignore[misc]
                                    args.steps, args.warmup, device)
     base = timings["reference-style step"]
     for name, sec in timings.items():
         rows.append(f"| {name} | {sec * 1000:.0f} | {args.batch_size / sec:.1f} | {base / sec:.2f}× |")
-    return ["| pretraining step | ms / step | sequences / s | speed-up |", "|---|---:|---:|---:|", *rows]
+    longest = int(len_cpu.max())
+    return [f"random batch: padded length {longest} (our GRUs) / {args.frames} (reference); mean valid length "
+            f"{float(len_cpu.float().mean()):.0f}", bucket_summary(buckets), "",
+            "| pretraining step | ms / step | sequences / s | speed-up |", "|---|---:|---:|---:|", *rows]
 
 
 def mask_loop(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -231,6 +299,8 @@ def main() -> None:
     p.add_argument("--aug-batch-size", type=int, default=256, help="batch of the augmentation table")
     p.add_argument("--aug-steps", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--bucket-chunk", type=int, default=50,
+                   help="batches per sorted chunk of the length-bucketed plan (data.bucketing's 50)")
     p.add_argument("--skip-pretrain", action="store_true", help="only the augmentation table")
     args = p.parse_args()
     if args.threads > 0:

@@ -1,16 +1,18 @@
 """``ms2l data prepare`` and ``ms2l data info``: the dataset commands, registered on the main CLI's subparsers.
 
 Handlers return an exit code instead of raising, so a bad file ends the command with its file and line
-on stderr (exit 1), not a traceback; an unknown format is refused by argparse with the known ones listed.
+on stderr, not a traceback, under the one policy of :mod:`ms2l_ray.commands.errors` (1: bad data,
+2: bad arguments, a missing source, a refused OUT); an unknown format is refused by argparse with the known
+ones listed. ``prepare`` never writes over its source, nor over an existing OUT without ``--force``.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
-from ms2l_ray.data.errors import DataFormatError
+from ms2l_ray.commands.errors import report_error
+from ms2l_ray.config import ConfigError
 
 
 def add_data_commands(subparsers: Any) -> None:
@@ -26,6 +28,8 @@ def add_data_commands(subparsers: Any) -> None:
     prep.add_argument("format", choices=FORMATS, help="source format")
     prep.add_argument("source", help="dataset directory or file ('-' for builtin)")
     prep.add_argument("out", help="store file to write (e.g. ntu60.arrow)")
+    prep.add_argument("--force", action="store_true",
+                      help="replace an existing file or symlink at OUT (never the source)")
     prep.add_argument("--skip-bad", action="store_true", help="skip and report bad files instead of stopping")
     prep.add_argument("--no-denoise", action="store_true", help="raw NTU: keep the first two bodies as they are")
     prep.add_argument("--no-center", action="store_true", help="do not centre on the centre joint")
@@ -49,17 +53,16 @@ def run_prepare(args: argparse.Namespace) -> int:
     from ms2l_ray.data.prepare import prepare
     from ms2l_ray.data.preprocess import PreprocessConfig
 
-    if args.resample is not None and args.resample < 1:
-        print(f"error: --resample must be >= 1, got {args.resample}", file=sys.stderr)
-        return 2
-    config = PreprocessConfig(denoise=not args.no_denoise, center=not args.no_center, align=not args.no_align,
-                              scale_normalize=args.scale_normalize, resample=args.resample)
     try:
+        if args.resample is not None and args.resample < 1:
+            raise ConfigError(f"--resample must be >= 1, got {args.resample}")
+        config = PreprocessConfig(denoise=not args.no_denoise, center=not args.no_center, align=not args.no_align,
+                                  scale_normalize=args.scale_normalize, resample=args.resample)
         report = prepare(args.format, args.source, args.out, skip_bad=args.skip_bad, preprocess=config,
-                         num_sequences=args.num_sequences, seed=args.seed, missing_lists=args.missing_list)
-    except (DataFormatError, ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+                         num_sequences=args.num_sequences, seed=args.seed, missing_lists=args.missing_list,
+                         force=args.force)
+    except Exception as e:  # noqa: BLE001 - every error goes through the one exit-code policy
+        return report_error("ms2l data prepare", e, debug=getattr(args, "debug", False))
     print(report.summary())
     return 0
 
@@ -70,7 +73,6 @@ def run_info(args: argparse.Namespace) -> int:
 
     try:
         print(info(args.store))
-    except (DataFormatError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    except Exception as e:  # noqa: BLE001 - every error goes through the one exit-code policy
+        return report_error("ms2l data info", e, debug=getattr(args, "debug", False))
     return 0

@@ -36,6 +36,8 @@ from typing import Any
 
 import yaml
 
+from ms2l_ray.redact import is_secret_key
+
 
 @dataclass(frozen=True)
 class Problem:
@@ -57,10 +59,7 @@ class ClusterConfigError(ValueError):
 
 # --- secrets -----------------------------------------------------------------------------------------
 
-SECRET_WORDS = {"password", "passwd", "pwd", "secret", "token", "credential", "credentials", "apikey"}
-SECRET_PARTS = ("password", "passwd", "secret", "apikey", "credential")  # also inside PGPASSWORD, APISECRET
-SECRET_PAIRS = {("api", "key"), ("access", "key"), ("private", "key"), ("secret", "key"), ("auth", "key")}
-NOT_SECRET_LAST = {"mode", "path", "file", "dir", "ref", "name", "names"}  # RAY_AUTH_MODE, secretKeyRef ...
+# Which keys hold credentials is decided in one place, ms2l_ray.redact (shared with MLflow param logging).
 REFERENCE = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*(?::?[-=?+][^}]*)?\}|\$[A-Za-z_][A-Za-z0-9_]*")
 TOKEN_FORMATS = {"an AWS access key id": re.compile(r"\b(AKIA|ASIA)[0-9A-Z]{16}\b"),
                  "a private key": re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"),
@@ -69,15 +68,6 @@ TOKEN_FORMATS = {"an AWS access key id": re.compile(r"\b(AKIA|ASIA)[0-9A-Z]{16}\
 ASSIGNMENT = re.compile(r"(?<![\w.-])([A-Za-z_][A-Za-z0-9_]*)=(\"[^\"]*\"|'[^']*'|[^\s;&|)]+)")
 SECRET_FLAG = re.compile(r"(?<![\w-])--([a-z][a-z0-9-]*)(?:=|\s+)(\"[^\"]*\"|'[^']*'|[^\s;&|)]+)")
 URI_PASSWORD = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s/:@'\"]+:([^\s@/'\"]+)@")
-
-
-def is_secret_key(key: str) -> bool:
-    """``MLFLOW_TRACKING_PASSWORD``, ``apiKey``, ``PGPASSWORD`` yes; ``RAY_AUTH_MODE``, ``secretKeyRef`` no."""
-    words = [w.lower() for w in re.findall(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+", key)]
-    if not words or words[-1] in NOT_SECRET_LAST:
-        return False
-    return (bool(SECRET_WORDS & set(words)) or any(p in SECRET_PAIRS for p in zip(words, words[1:], strict=False))
-            or any(part in "".join(words) for part in SECRET_PARTS))
 
 
 def is_reference(value: Any) -> bool:

@@ -8,6 +8,7 @@ settings of REFERENCE.md §1 (the ``paper`` preset); ``smoke`` and ``small`` shr
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -22,6 +23,12 @@ import yaml
 # Jigsaw policies for clips shorter than the segment count (augment.temporal_jigsaw); kept here so the
 # config layer validates them without importing torch.
 JIGSAW_SHORT_POLICIES: tuple[str, ...] = ("reference", "identity")
+# How the encoder and decoder GRUs run over zero padding (ms2l_ray.model.encoder.run_gru): the reference's
+# padded GRU, the packed-sequence one, or the length-aware "reversed" one (the default). Kept here, torch-free.
+ENCODER_IMPLS: tuple[str, ...] = ("reversed", "packed", "padded")
+# Arithmetic of the forward passes (ms2l_ray.train.precision): "auto" is bf16 autocast on a CUDA device that
+# supports it and fp32 elsewhere (CPU included); losses are always computed in fp32. Kept here, torch-free.
+PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
 
 
 class ConfigError(ValueError):
@@ -39,6 +46,9 @@ class ModelConfig:
     head_hidden: int = 2048  # hidden width of the jigsaw head and the contrastive projector
     proj_dim: int = 1024  # contrastive projection size
     dropout: float = 0.0  # between GRU layers; the reference uses none
+    # GRU over padding: "reversed" (length-aware, skips padding, default), "packed" (same valid outputs),
+    # "padded" (the reference: all T frames; its backward direction reads the padding before each clip)
+    encoder_impl: str = "reversed"
 
 
 @dataclass
@@ -80,6 +90,10 @@ class DataConfig:
     builtin_sequences: int = 10000  # size of the built-in dataset
     builtin_seed: int = 0  # the built-in dataset is a pure function of this seed
     limit: int = 0  # if > 0, keep only the first `limit` samples of each split part (smoke runs)
+    # Training batches of clips of similar length ("sortish": sorted within random chunks of 50 batches, batch
+    # order shuffled, seeded per epoch), evaluation batches sorted by length: a batch pads to near its mean
+    # length, not to its longest clip. false: the reference's random batches (ms2l_ray.train.batches).
+    bucketing: bool = False
 
 
 @dataclass
@@ -90,8 +104,16 @@ class EvalConfig:
     label_fraction: float = 1.0  # fraction of training labels used (semi-supervised: 0.01, 0.1, ...)
     knn_k: int = 20  # neighbours for the KNN evaluation
     knn_temperature: float = 0.07  # weighted-vote temperature for KNN
+    # Linear probe fairness (careful SSL evaluations; REFERENCE.md §2b): a frozen encoder's feature scale
+    # depends on its pretraining, so one fixed probe lr favours some encoders. ``lr_grid`` (empty: optim.lr
+    # only) and ``standardize`` ("off", "on": z-score with training-split statistics, "select": try both)
+    # span a small probe grid; the combination with the best *validation* top-1 is kept, test is scored once.
+    lr_grid: list[float] = field(default_factory=list)
+    standardize: str = "off"
     optim: OptimConfig = field(default_factory=OptimConfig)
 
+
+STANDARDIZE_MODES = ("off", "on", "select")
 
 STRATEGIES = ("linear", "finetune", "semi", "supervised", "joint", "pretrain_joint", "knn")
 
@@ -104,6 +126,8 @@ class Config:
     device: str = "auto"  # "auto" (cuda if present), "cpu", "cuda", "cuda:1", ...
     log_every: int = 50  # steps between progress lines
     knn_every: int = 0  # epochs between KNN probes on validation features during pretraining (0 = last epoch only)
+    # "auto" (bf16 on CUDA with bf16 support, else fp32), "fp32", "bf16", "fp16" (autocast + grad scaler)
+    precision: str = "auto"
     model: ModelConfig = field(default_factory=ModelConfig)
     tasks: TaskConfig = field(default_factory=TaskConfig)
     pretrain: OptimConfig = field(default_factory=OptimConfig)
@@ -140,8 +164,16 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _path_errors(value: Any, tp: Any, key: str) -> list[str]:
     """Type errors of a leaf value against its annotation (int accepted where float is expected)."""
+    if typing.get_origin(tp) is list:  # only list[float] is used: a list of numbers
+        if isinstance(value, list) and all(_is_number(v) for v in value):
+            return []
+        return [f"{key}: expected a list of numbers, got {type(value).__name__} {value!r}"]
     if tp is float:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
     elif tp is int:
@@ -178,7 +210,11 @@ def _merge(obj: Any, delta: dict[str, Any], prefix: str, errors: list[str]) -> A
             found = _path_errors(value, tp, dotted)
             errors.extend(found)
             if not found:
-                changes[key] = float(value) if tp is float else value
+                if tp is float:
+                    value = float(value)
+                elif typing.get_origin(tp) is list:
+                    value = [float(v) for v in value]
+                changes[key] = value
     return dataclasses.replace(obj, **changes)
 
 
@@ -206,6 +242,7 @@ def _range_errors(cfg: Config) -> list[str]:
     for name in ("num_layers", "decoder_layers", "head_hidden", "proj_dim"):
         need(getattr(m, name) >= 1, f"model.{name}", getattr(m, name), "must be >= 1")
     need(0 <= m.dropout < 1, "model.dropout", m.dropout, "must be in [0, 1)")
+    need(m.encoder_impl in ENCODER_IMPLS, "model.encoder_impl", m.encoder_impl, f"must be one of {ENCODER_IMPLS}")
     for prefix, o in (("pretrain", cfg.pretrain), ("evaluation.optim", cfg.evaluation.optim)):
         need(o.epochs >= 1, f"{prefix}.epochs", o.epochs, "must be >= 1")
         need(o.batch_size >= 2, f"{prefix}.batch_size", o.batch_size, "must be >= 2 (BatchNorm heads)")
@@ -221,6 +258,11 @@ def _range_errors(cfg: Config) -> list[str]:
          "must be < 1 for the semi-supervised strategy")
     need(ev.knn_k >= 1, "evaluation.knn_k", ev.knn_k, "must be >= 1")
     need(ev.knn_temperature > 0, "evaluation.knn_temperature", ev.knn_temperature, "must be > 0")
+    need(all(0 < lr < float("inf") for lr in ev.lr_grid), "evaluation.lr_grid", ev.lr_grid,
+         "every learning rate must be finite and > 0")
+    need(len(ev.lr_grid) <= 16, "evaluation.lr_grid", ev.lr_grid, "at most 16 learning rates")
+    need(ev.standardize in STANDARDIZE_MODES, "evaluation.standardize", ev.standardize,
+         f"must be one of {STANDARDIZE_MODES}")
     d = cfg.data
     need(d.max_frames >= 2, "data.max_frames", d.max_frames, "must be >= 2")
     need(0 <= d.val_fraction < 1, "data.val_fraction", d.val_fraction, "must be in [0, 1)")
@@ -228,6 +270,7 @@ def _range_errors(cfg: Config) -> list[str]:
     need(d.limit >= 0, "data.limit", d.limit, "must be >= 0")
     need(cfg.log_every >= 1, "log_every", cfg.log_every, "must be >= 1")
     need(cfg.knn_every >= 0, "knn_every", cfg.knn_every, "must be >= 0")
+    need(cfg.precision in PRECISIONS, "precision", cfg.precision, f"must be one of {PRECISIONS}")
     need(cfg.device == "auto" or cfg.device == "cpu" or cfg.device.startswith(("cuda", "mps")), "device",
          cfg.device, "must be auto, cpu, cuda[:i] or mps")
     return e
@@ -296,8 +339,24 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
+# Fields added after configs were first logged, with the behaviour a config stored without them ran with:
+# ``ms2l rerun``, ``--resume`` and checkpoint loads of such a config replay it, not today's default.
+LEGACY_DEFAULTS: dict[tuple[str, ...], Any] = {("data", "bucketing"): False, ("precision",): "fp32"}
+
+
 def from_dict(d: dict[str, Any]) -> Config:
-    """Rebuild a :class:`Config` from :func:`to_dict` output (e.g. a logged config), validated."""
+    """Rebuild a :class:`Config` from :func:`to_dict` output (e.g. a logged config), validated.
+
+    A key of :data:`LEGACY_DEFAULTS` missing from ``d`` takes its legacy value, so older stored configs keep
+    their numbers."""
+    d = copy.deepcopy(d) if isinstance(d, dict) else d
+    if isinstance(d, dict):
+        for path, value in LEGACY_DEFAULTS.items():
+            node: Any = d
+            for part in path[:-1]:
+                node = node.get(part) if isinstance(node, dict) else None
+            if isinstance(node, dict) and path[-1] not in node:
+                node[path[-1]] = value
     return apply_delta(Config(), d, "stored config")
 
 

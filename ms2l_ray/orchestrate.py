@@ -20,6 +20,8 @@ from ms2l_ray.distributed.trainer import JobOutcome, default_storage_path, run_j
 from ms2l_ray.tracking.artifacts import log_eval_outputs, log_pretrain_outputs
 from ms2l_ray.tracking.runs import RunLogger, RunRef, start_run
 from ms2l_ray.tracking.store import redact_uri
+from ms2l_ray.train.health import assess, health_tag
+from ms2l_ray.train.precision import precision_name
 
 
 @dataclass
@@ -39,6 +41,13 @@ class Execution:
     max_failures: int = 2
     fail_at_epoch: int = -1
     callbacks: list[Any] | None = None
+
+
+def precision_tag(metrics: dict[str, Any]) -> dict[str, str]:
+    """``{"precision": "fp32"|"bf16"|"fp16"}``: what ``precision: auto`` resolved to on the job's workers
+    (the params hold only the requested value), read back from the job's ``precision_id`` metric."""
+    name = precision_name(metrics)
+    return {"precision": name} if name else {}
 
 
 def run_tags(cfg: Config, kind: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -87,7 +96,8 @@ def tracked_pretrain(cfg: Config, *, name: str, out_dir: Path, tracking: Trackin
                      parent: RunLogger | None = None, tags: dict[str, Any] | None = None,
                      resume_from: str | None = None, fail_marker: str | None = None,
                      existing_run_id: str | None = None) -> tuple[JobOutcome, RunLogger | None]:
-    """Pretrain under Ray Train; the run gets per-epoch metrics live and the encoder artifacts at the end.
+    """Pretrain under Ray Train; the run gets per-epoch metrics live, the encoder artifacts and the ``health``
+    tag (JSON list of pretext-task health messages, ``[]`` when healthy) at the end.
 
     A job record is written first, so ``--resume <name>`` finds the config and the MLflow run again.
     """
@@ -103,6 +113,9 @@ def tracked_pretrain(cfg: Config, *, name: str, out_dir: Path, tracking: Trackin
         outcome = run_job(spec, name=name, resources=execution.resources, storage_path=execution.storage_path,
                           max_failures=execution.max_failures, callbacks=execution.callbacks)
         if run is not None:
+            # assess() is pure: the driver recomputes from the job's history the notes the worker printed.
+            run.set_tags({"health": health_tag(assess(outcome.history, cfg)),
+                          **precision_tag(outcome.history[-1] if outcome.history else {})})
             log_pretrain_outputs(run, out_dir, outcome.history)
             run.end("FINISHED")
     except BaseException:
@@ -128,6 +141,7 @@ def tracked_evaluate(cfg: Config, *, encoder: str | None, name: str, out_dir: Pa
         if run is not None:
             final = {k: v for k, v in outcome.metrics.items() if isinstance(v, (int, float))}
             run.log_metrics(final, step=int(cfg.evaluation.optim.epochs) + 1)
+            run.set_tags(precision_tag(final))
             log_eval_outputs(run, out_dir, outcome.history, class_names)
             run.end("FINISHED")
     except BaseException:

@@ -16,8 +16,6 @@ pretrain run it started from.
 
 from __future__ import annotations
 
-import re
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +23,7 @@ from typing import Any
 import yaml
 
 from ms2l_ray.config import PRESETS, STRATEGIES, Config, ConfigError, apply_delta
+from ms2l_ray.names import check_name, unique_stamp
 from ms2l_ray.orchestrate import Execution, Tracking, tracked_evaluate, tracked_pretrain
 from ms2l_ray.tracking.runs import RunLogger, start_run
 
@@ -99,8 +98,7 @@ def load_experiment(path: str | Path) -> Experiment:
     if unknown:
         raise ConfigError(f"{p}: unknown keys {sorted(unknown)}; known: {sorted(EXPERIMENT_KEYS)}")
     name = raw.get("name", p.stem)
-    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
-        raise ConfigError(f"{p}: name must be letters, digits, '_', '.', '-', got {name!r}")
+    check_name(f"{p}: name", name)  # becomes run names and the default outputs/<name>-<stamp> folder
     preset = raw.get("preset", "small")
     if preset not in PRESETS:
         raise ConfigError(f"{p}: preset must be one of {sorted(PRESETS)}, got {preset!r}")
@@ -126,7 +124,7 @@ def run_pipeline(cfg: Config, evaluations: list[Evaluation], *, name: str, out_r
     ``make_parent`` creates a parent run for this pipeline nested under ``parent``; with False the jobs
     hang directly under ``parent`` (an ablation's cell-seed run already is that parent).
     """
-    stamp = time.strftime("%Y%m%d-%H%M%S")
+    stamp = unique_stamp()  # Ray Train resumes by run name: two pipelines in one second must not share one
     group = parent
     if tracking is not None and make_parent:
         group = start_run(tracking.uri, tracking.experiment, name, parent, {"kind": "experiment", **(tags or {})})

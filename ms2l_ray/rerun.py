@@ -6,13 +6,13 @@ code version it was logged with is reported beside the current one, so a user se
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from ms2l_ray.config import from_dict
+from ms2l_ray.names import unique_name
 from ms2l_ray.orchestrate import CONFIG_ARTIFACT, Execution, Tracking, tracked_evaluate, tracked_pretrain
 from ms2l_ray.tracking.runs import client, code_version
 from ms2l_ray.tracking.store import retrying
@@ -36,7 +36,7 @@ def rerun(run_id: str, *, tracking: Tracking, execution: Execution, out: Path | 
           + ("" if logged == now else "  (code differs: results may differ)"))
     exp = c.get_experiment(run.info.experiment_id).name
     trk = Tracking(tracking.uri, exp)
-    name = f"rerun-{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
+    name = unique_name(f"rerun-{kind}")
     out_dir = out or Path("outputs") / name
     extra = {"rerun_of": run_id}
     if kind == "pretrain":

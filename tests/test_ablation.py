@@ -88,6 +88,14 @@ BASE = {"name": "g", "preset": "smoke", "seeds": [0, 1], "evaluations": ["linear
     ({"evaluations": [{"strategy": "lineer"}]}, "evaluations[0].strategy"),
     ({"preset": "huge"}, "preset: must be one of"),
     ({"max_concurrent": 0}, "max_concurrent"),
+    ({"baselines": ["randm"]}, "baselines[0]: unknown baseline 'randm'; known: ['random', 'supervised']"),
+    ({"baselines": [3]}, "baselines[0]: must be a baseline name"),
+    ({"baselines": "random"}, "baselines: must be a list of ['random', 'supervised'] or a mapping"),
+    ({"baselines": ["random", "random"]}, "baselines.random: duplicate baseline"),
+    ({"cells": {"random": {}}, "baselines": ["random"]}, "cells.random: clashes with the baseline 'random'"),
+    ({"baselines": {"supervised": 3}}, "baselines.supervised: must be a mapping of config deltas, got 3"),
+    ({"baselines": {"supervised": {"evaluation": {"optim": {"epochs": 0}}}}},
+     "baselines.supervised:\n  evaluation.optim.epochs: must be >= 1, got 0"),
 ])
 def test_invalid_grids_fail_naming_file_and_key(tmp_path: Path, change: dict[str, Any], needle: str) -> None:
     path = tmp_path / "bad.yaml"
@@ -106,6 +114,28 @@ def test_cli_overrides_are_validated_per_cell_and_num_samples_sets_seeds() -> No
     assert parse_grid(BASE, "g.yaml").metrics == ["linear.val_top1", "linear.test_top1"]
 
 
+def test_baselines_are_cells_on_the_grid_config_with_paired_seeds() -> None:
+    evals = ["linear", {"strategy": "semi", "label_fraction": 0.1}, "finetune"]
+    grid = parse_grid({**BASE, "evaluations": evals, "baselines": ["supervised", "random"]}, "g.yaml")
+    assert [(c.name, c.baseline) for c in grid.all_cells()] == [("random", "random"), ("a", ""), ("b", ""),
+                                                               ("supervised", "supervised")]
+    assert [c.name for c in grid.cells] == ["a", "b"]  # the ablation cells proper
+    assert grid.cell_seeds()[:3] == [(grid.baselines[1], 0), (grid.baselines[1], 1), (grid.cells[0], 0)]
+    rnd, sup = grid.baselines[1], grid.baselines[0]
+    assert [(e.strategy, labels) for e, labels in grid.baseline_runs(rnd)] == [
+        ("linear", ["linear"]), ("semi", ["semi_0.1"]), ("finetune", ["finetune"])]
+    assert [(e.strategy, e.label_fraction, labels) for e, labels in grid.baseline_runs(sup)] == [
+        ("supervised", 1.0, ["linear", "finetune"]), ("supervised", 0.1, ["semi_0.1"])]
+    assert grid.cell_config(rnd, 1) == grid.cell_config(grid.cells[0], 1)  # same data, model, seed: paired
+    assert grid.to_dict()["baselines"] == [{"name": "supervised", "set": {}}, {"name": "random", "set": {}}]
+    mapped = parse_grid({**BASE, "baselines": {"supervised": {"evaluation": {"optim": {"epochs": 3}}}}}, "g.yaml")
+    assert mapped.cell_config(mapped.baselines[0], 0).evaluation.optim.epochs == 3
+    assert parse_grid(BASE, "g.yaml").baselines == []
+    assert parse_grid({**BASE, "baselines": []}, "g.yaml").baselines == []
+    shipped = {p.stem: [b.name for b in load_grid(p).baselines] for p in GRIDS}
+    assert shipped["quick"] == shipped["tasks"] == shipped["paper"] == ["random", "supervised"]
+
+
 def test_table_statistics_best_marks_and_selection_on_validation() -> None:
     runs = [CellSeedRun("a", s, f"r{s}", "FINISHED", metrics={"linear.val_top1": v, "linear.test_top1": t,
                                                               "pretrain.train_loss": 1.0 + s})
@@ -120,7 +150,7 @@ def test_table_statistics_best_marks_and_selection_on_validation() -> None:
     assert math.isnan(table.rows[0].std("linear.val_top1"))  # one seed: undefined, shown n/a
     assert table.best == {"linear.val_top1": "a", "linear.test_top1": "b", "pretrain.train_loss": "b"}
     md = table.to_markdown()
-    assert "**52.00 ± 2.83**" in md and "60.00 ± n/a" in md
+    assert "**52.00 ± 2.83** †" in md and "60.00 ± n/a" in md and "Δ random" not in md
     assert "Selected on validation (linear.val_top1): a → linear.test_top1 42.00 ± 2.83" in md  # never by test
     assert direction("linear.best_epoch") is None and direction("pretrain.train_loss") == "min"
     assert table.to_csv().splitlines()[0].startswith("cell,n,seeds,linear.val_top1.mean,linear.val_top1.std")
@@ -252,3 +282,62 @@ def test_cli_refuses_reusing_a_name_and_resume_without_name(resumed: dict[str, A
     uri_args = ["ablate", str(SMOKE), "--tracking-uri", resumed["uri"], "--storage-path", (tmp / "ray").as_uri()]
     assert main([*uri_args, "--name", "resumable"]) == 2
     assert "already exists" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- baseline cells, really run
+def test_baseline_cells_run_land_in_mlflow_and_fill_the_delta_column(tmp_path: Path) -> None:
+    """One ablation cell + ``baselines: [random, supervised]`` × 2 seeds at the smoke sizes, through the CLI."""
+    raw = yaml.safe_load(SMOKE.read_text())
+    raw.update(name="baselined", cells={"all": {}}, baselines=["random", "supervised"], max_concurrent=2)
+    grid_file = tmp_path / "baselined.yaml"
+    grid_file.write_text(yaml.safe_dump(raw))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env.pop("RAY_ADDRESS", None)
+    out = tmp_path / "rows.json"
+    proc = subprocess.run([sys.executable, "-m", "ms2l_ray.cli", "ablate", str(grid_file), "--tracking-uri", uri,
+                           "--storage-path", str(tmp_path / "ray"), "--out", str(tmp_path / "out"), "--name", "bl",
+                           "--json", str(out)], env=env, capture_output=True, text=True, timeout=800)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    parent = json.loads(out.read_text())["parent_run_id"]
+    c = client(uri)
+    cells = runs_of(uri, parent, "tags.kind = 'ablation_cell'")
+    assert sorted((r.data.tags["cell"], r.data.tags["seed"], r.data.tags.get("baseline"), r.info.status)
+                  for r in cells) == [("all", s, None, "FINISHED") for s in ("0", "1")] + [
+        (k, s, k, "FINISHED") for k in ("random", "supervised") for s in ("0", "1")]
+    exp = c.get_run(parent).info.experiment_id
+    evals: dict[tuple[str, str], Any] = {}
+    for cell in cells:
+        jobs = c.search_runs([exp], f"tags.mlflow.parentRunId = '{cell.info.run_id}'")
+        kinds = sorted(j.data.tags["kind"] for j in jobs)
+        assert kinds == (["evaluate"] if cell.data.tags.get("baseline") else ["evaluate", "pretrain"])
+        ev = next(j for j in jobs if j.data.tags["kind"] == "evaluate")
+        t = ev.data.tags
+        assert (t["cell"], t["seed"], t["evaluation"], t.get("baseline")) == (
+            cell.data.tags["cell"], cell.data.tags["seed"], "linear", cell.data.tags.get("baseline"))
+        if t.get("baseline"):
+            assert t["reported_as"] == "linear" and t["encoder_source"] == "random" and "encoder" not in t
+        evals[(t["cell"], t["seed"])] = ev
+    for seed in ("0", "1"):  # paired by construction: the same config, seed and split as the ablation cell
+        ablated = evals[("all", seed)].data.params
+        assert evals[("random", seed)].data.params == ablated and ablated["evaluation.strategy"] == "linear"
+        sup = evals[("supervised", seed)].data.params
+        assert sup["evaluation.strategy"] == "supervised"
+        assert {k: v for k, v in sup.items() if k != "evaluation.strategy"} == {
+            k: v for k, v in ablated.items() if k != "evaluation.strategy"}
+    table = ablation_table(uri, parent)
+    assert [(r.cell, r.baseline, r.n) for r in table.rows] == [("random", "random", 2), ("all", "", 2),
+                                                              ("supervised", "supervised", 2)]
+    head, rows = table.text_rows()
+    assert head == ["cell", "n", "linear.val_top1", "Δ random", "linear.test_top1", "Δ random"]
+    diffs = [evals[("all", s)].data.metrics["test_top1"] - evals[("random", s)].data.metrics["test_top1"]
+             for s in ("0", "1")]
+    cmp = table.vs_random[("all", "linear.test_top1")]
+    assert cmp.seeds == (0, 1) and cmp.mean == pytest.approx(statistics.fmean(diffs))
+    assert rows[1][5].startswith(f"{statistics.fmean(diffs):+.2f} ± ")
+    assert rows[0][3] == rows[0][5] == "–"  # random against itself
+    assert "| random | 2 |" in proc.stdout and "| cell | n | linear.val_top1 | Δ random |" in proc.stdout
+    assert "+ baselines random, supervised × 2 seeds" in proc.stdout
+    rec = {r["cell"]: r for r in json.loads(out.read_text())["rows"]}
+    assert rec["all"]["metrics"]["linear.test_top1"]["vs_random"]["diff"] == pytest.approx(statistics.fmean(diffs))
+    assert c.get_run(parent).data.params["ablation.baselines"] == "random,supervised"

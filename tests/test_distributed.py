@@ -67,6 +67,10 @@ def test_pipeline_on_two_workers_builds_the_mlflow_tree(tmp_path: Path, sqlite_u
         assert run.data.params["model.hidden_size"] == "16"
     assert ev.data.tags["parent_pretrain_run"] == pre.info.run_id
     assert ev.data.tags["strategy"] == "linear"
+    # pretext-task health: a JSON list of messages on the pretrain run, from the last epoch's embedding spread
+    health = json.loads(pre.data.tags["health"])
+    assert isinstance(health, list) and all(isinstance(m, str) for m in health)
+    assert pre.data.metrics["val_emb_std_mean"] > 0
     # per-epoch metrics of each task, logged by rank 0 as the epochs ran
     for key in ("train_motion_loss", "train_jigsaw_loss", "train_jigsaw_acc", "train_contrastive_loss",
                 "train_contrastive_acc", "lr", "throughput_seq_s"):

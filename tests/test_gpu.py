@@ -1,9 +1,10 @@
-"""The GPU path (opt-in: ``pytest -m gpu`` on a CUDA machine): device from config, never ``.cuda()``."""
+"""The GPU path (opt-in: ``pytest -m gpu`` on a CUDA machine, fails without one): device from config, no ``.cuda()``."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+from gpu_helpers import require_cuda
 
 from ms2l_ray.config import load_config
 from ms2l_ray.data.source import load_dataset
@@ -13,10 +14,11 @@ from ms2l_ray.train.loop import LoopContext
 from ms2l_ray.train.pretrain import pretrain
 from ms2l_ray.train.runtime import cpu_generator, resolve_device
 
-pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
+pytestmark = pytest.mark.gpu
 
 
 def test_forward_matches_cpu() -> None:
+    require_cuda()
     cfg = load_config("smoke")
     torch.manual_seed(0)
     model = build_ms2l(cfg.model, cfg.tasks, 150).eval()
@@ -32,6 +34,7 @@ def test_forward_matches_cpu() -> None:
 
 
 def test_pretrain_and_linear_on_cuda() -> None:
+    require_cuda()
     cfg = load_config("smoke", overrides=["device=cuda", "data.builtin_sequences=160"])
     data, splits = load_dataset(cfg.data, cfg.seed)
     ctx = LoopContext(device=resolve_device(cfg.device), progress=False)

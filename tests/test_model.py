@@ -339,8 +339,10 @@ def test_same_generator_seed_same_output() -> None:
 def test_jigsaw_segments_give_factorial_classes(seg_num: int, classes: int) -> None:
     model = build_ms2l(TINY, tasks(0, 1, 0, jigsaw_segments=seg_num), F)
     assert model.jigsaw_head is not None and model.jigsaw_head.out_features == classes
-    out = model(*batch(t_max=20), torch.Generator().manual_seed(0))
-    assert 0.0 <= out.metrics["jigsaw_acc"].item() <= 1.0
+    x, lens = batch(n=6, t_max=20)
+    out = model(x, lens, torch.Generator().manual_seed(0))
+    acc = out.metrics["jigsaw_acc"].item()
+    assert acc * 6 == pytest.approx(round(acc * 6))  # a share of the 6 clips
 
 
 @pytest.mark.parametrize("policy", ["reference", "identity"])
@@ -355,6 +357,15 @@ def test_jigsaw_short_policy_comes_from_config(policy: str) -> None:
         assert (y == 0).all() and torch.equal(x_j, x)
     else:
         assert not torch.equal(x_j, x)
+    # forward itself obeys the field: under "identity" its jigsaw loss is the head's CE on the unshuffled
+    # clips with label 0; under "reference" the view is shuffled and the loss differs
+    model.eval()
+    out = model(x, lens, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        unshuffled = nn.functional.cross_entropy(model.jigsaw_head(model.encode(x, lens)),  # type: ignore[misc]
+                                                 torch.zeros(8, dtype=torch.long))
+    same = out.metrics["jigsaw_loss"].item() == pytest.approx(unshuffled.item(), rel=1e-5)
+    assert same is (policy == "identity")
 
 
 def test_encode_shape() -> None:
@@ -397,3 +408,34 @@ def test_each_task_loss_falls(weights: tuple[int, int, int], key: str) -> None:
         history.append(out.metrics[key].item())
     assert math.isfinite(history[-1])
     assert history[-1] < 0.8 * history[0], history
+
+
+# ---- model.encoder_impl: the config field reaches the model ------------------------------------------------
+
+
+@pytest.mark.parametrize("impl", ["reversed", "packed", "padded"])
+def test_encoder_impl_comes_from_config(impl: str) -> None:
+    cfg = ModelConfig(hidden_size=16, num_layers=2, decoder_layers=1, head_hidden=32, proj_dim=8, encoder_impl=impl)
+    model = build_ms2l(cfg, tasks(), F)
+    assert model.encoder.impl == impl
+    assert model.motion_decoder is not None and model.motion_decoder.impl == impl
+
+
+def test_padded_encoder_differs_from_length_aware_at_init_with_two_layers() -> None:
+    """Two-layer BiGRU at init (zero biases): layer 1's forward state runs on past each clip's end, so the
+    reference's padded layer-2 backward direction reads non-zero padding; one layer stays exact at init."""
+    x, lens = batch(8, 24, seed=2)
+    lens[0] = 24
+    lens[1:] = torch.clamp(lens[1:], max=12)  # most clips well short of T
+    x = x * valid_mask(lens, 24).unsqueeze(-1)  # zero padding, per the contract
+    for num_layers, differs in ((1, False), (2, True)):
+        pooled = {}
+        for impl in ("reversed", "padded"):
+            torch.manual_seed(0)
+            cfg = ModelConfig(hidden_size=16, num_layers=num_layers, decoder_layers=1, head_hidden=32, proj_dim=8,
+                              encoder_impl=impl)
+            pooled[impl] = build_ms2l(cfg, tasks(), F).eval().encode(x, lens)
+        gap = (pooled["padded"] - pooled["reversed"]).abs().max().item()
+        assert (gap > 1e-3) is differs, (num_layers, gap)
+        # the full-length clip sees no padding: every implementation agrees on it
+        assert torch.allclose(pooled["padded"][0], pooled["reversed"][0], atol=1e-5)

@@ -92,7 +92,8 @@ def _fake_search(uri: str, layout: str = "contract") -> str:
         trial = start_run(uri, "search", f"trial-{i}", parent, {"trial_id": f"t{i:03d}", "kind": "trial"})
         trial.log_params({"pretrain.lr": lr, "tasks.temperature": tau, "optim": opt, "seed": 0})
         trial.log_metrics({"val_top1" if tune else "objective": 40.0 + 10 * tau - i}, step=0)
-        pre = start_run(uri, "search", f"trial-{i}-pretrain", trial, {"kind": "pretrain"})
+        health = {0: {"health": "[]"}, 1: {"health": '["jigsaw stuck at chance"]'}}.get(i, {})  # 2, 3: untagged
+        pre = start_run(uri, "search", f"trial-{i}-pretrain", trial, {"kind": "pretrain", **health})
         for epoch in range(3):
             pre.log_metrics({"train_loss": 3.0 - epoch * 0.5 - 0.1 * i, "train_jigsaw_loss": 1.5 - 0.2 * epoch},
                             step=epoch + 1)
@@ -126,6 +127,9 @@ def test_search_report_history_importance_parallel_coordinates(tmp_path: Path, l
     ranked = re.findall(r"^\| (\d) \| (t\d{3}) \|", md, flags=re.M)
     assert ranked == [("1", "t001"), ("2", "t000"), ("3", "t003")]  # best objective first, top-k only
     assert "seed" not in md.split("| rank |")[1].splitlines()[0]  # constant params are not columns
+    assert "**Pretext-task health** (1 of 3 pretrain runs flagged" in md  # the best trials' pretrain runs
+    assert ("| trial t001 | jigsaw stuck at chance |\n| trial t000 | healthy |\n| trial t003 | not assessed |"
+            in md)
     assert {"report/report.html", "report/parallel_coordinates.png"} <= artifact_paths(uri, parent, "report")
 
 

@@ -193,8 +193,8 @@ def test_prepare_ntu_bad_file_skip_or_fail(tmp_path: Path) -> None:
     listed.parent.mkdir()
     (src / "NTU_RGBD_samples_with_missing_skeletons.txt").rename(listed)
     with pytest.raises(DataFormatError, match="S001C002P005R002A008.skeleton"):  # unlisted empty file is bad input
-        prepare("ntu", src, out)
-    report = prepare("ntu", src, out, skip_bad=True, missing_lists=[listed])
+        prepare("ntu", src, out, force=True)  # out exists now: replacing it needs force
+    report = prepare("ntu", src, out, skip_bad=True, missing_lists=[listed], force=True)
     assert report.missing == ["S001C002P005R002A008"] and len(report.bad) == 1
     assert len(report.bad) == 1 and "S009C001P001R001A001" in report.bad[0]
     data = open_store(out)
@@ -217,7 +217,7 @@ def test_cli_prepare_and_info(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     text = capsys.readouterr().out
     assert "sequences: 24" in text and "pku-xview" in text and "length histogram" in text
     args = parser.parse_args(["data", "info", str(tmp_path / "missing.arrow")])
-    assert args.func(args) == 1 and "does not exist" in capsys.readouterr().err
+    assert args.func(args) == 2 and "does not exist" in capsys.readouterr().err  # a missing named file: usage (2)
     with pytest.raises(SystemExit):
         parser.parse_args(["data", "prepare", "kinetics", "a", "b"])
     assert "invalid choice: 'kinetics'" in capsys.readouterr().err

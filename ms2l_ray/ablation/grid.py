@@ -13,6 +13,22 @@ A grid file (``ablations/*.yaml``)::
       all: {}
     metrics: [linear.val_top1, linear.test_top1]   # optional table columns, ``<evaluation>.<metric>``
     max_concurrent: 1                 # optional default for --max-concurrent
+    baselines: [random, supervised]   # optional baseline cells (or a mapping kind → config delta)
+
+Baselines are cells that skip pretraining and run through the same grid config — same data, model sizes,
+seeds (hence the same splits and evaluation seeds: pairs match by construction) — so the table can say how
+much pretraining buys (the paper reports supervised training from scratch, REFERENCE.md §1 "Evaluation";
+a random encoder under the same probe is the usual floor):
+
+- ``random``: every grid evaluation on a randomly initialised encoder (what ``ms2l evaluate --encoder
+  random`` does): the floor a pretext task must beat;
+- ``supervised``: the ``supervised`` strategy (encoder + classifier trained from scratch with labels), once
+  per distinct ``label_fraction`` of the grid's evaluations, reported under those evaluations' column
+  names: the upper bound. The evaluations' own ``set`` deltas are *not* applied to it (they tune a probe
+  protocol, e.g. a linear probe's lr 0.1, that supervised training does not run); the mapping form
+  ``baselines: {supervised: {evaluation: {optim: {epochs: 20}}}}`` gives it settings of its own.
+
+A baseline's cell name is its kind, so no grid cell may be called ``random`` or ``supervised``.
 
 Every cell's merged config (preset → ``config`` → cell delta → CLI ``--set``) is validated when the file
 is loaded, so a typo in the last cell fails before the first one trains. Errors name the file and key.
@@ -20,7 +36,6 @@ is loaded, so a typo in the last cell fails before the first one trains. Errors 
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,11 +43,14 @@ from typing import Any
 import yaml
 
 from ms2l_ray.config import PRESETS, Config, ConfigError, apply_delta, load_config, merge_deltas, parse_override
+from ms2l_ray.names import NAME_PATTERN
 from ms2l_ray.pipeline import Evaluation, parse_evaluations
 
-GRID_KEYS = ("name", "description", "preset", "config", "seeds", "evaluations", "cells", "metrics", "max_concurrent")
+GRID_KEYS = ("name", "description", "preset", "config", "seeds", "evaluations", "cells", "metrics", "max_concurrent",
+             "baselines")
+BASELINES = ("random", "supervised")  # table order: random first (the floor), supervised last (the upper bound)
 CELL_KEYS = ("name", "set")
-NAME = re.compile(r"[A-Za-z0-9_.-]+")
+NAME = NAME_PATTERN  # the one name rule (ms2l_ray.names): cell and grid names become folder names
 # What an evaluation run reports (``train.evaluate``); ``pretrain.<metric>`` columns read the pretrain run.
 EVAL_METRICS = ("val_top1", "val_top5", "test_top1", "test_top5", "best_epoch", "train_labelled")
 PRETRAIN_PREFIXES = ("train_", "val_", "epoch_time_s", "throughput_seq_s")
@@ -41,10 +59,14 @@ DEFAULT_METRICS = ("val_top1", "test_top1")
 
 @dataclass
 class Cell:
-    """One ablation setting: a name (table row) and a config delta on top of the grid's base config."""
+    """One ablation setting: a name (table row) and a config delta on top of the grid's base config.
+
+    ``baseline`` is the kind (``random``/``supervised``) of a baseline cell, "" for an ablation cell.
+    """
 
     name: str
     delta: dict[str, Any] = field(default_factory=dict)
+    baseline: str = ""
 
 
 @dataclass
@@ -62,15 +84,36 @@ class Grid:
     max_concurrent: int = 1
     overrides: dict[str, Any] = field(default_factory=dict)
     source: str = "<grid>"
+    baselines: list[Cell] = field(default_factory=list)
 
     def cell_config(self, cell: Cell, seed: int) -> Config:
         """preset → base ``config`` → cell delta → overrides → seed, validated (errors name the cell)."""
         delta = merge_deltas(merge_deltas(merge_deltas(self.config, cell.delta), self.overrides), {"seed": seed})
         return load_config(self.preset, delta=delta)
 
+    def all_cells(self) -> list[Cell]:
+        """Table and run order: the random baseline, the ablation cells, the supervised baseline."""
+        first = [b for b in self.baselines if b.baseline == "random"]
+        return first + self.cells + [b for b in self.baselines if b.baseline != "random"]
+
     def cell_seeds(self) -> list[tuple[Cell, int]]:
         """Run order: cell-major, so the first finished cells already have every seed."""
-        return [(c, s) for c in self.cells for s in self.seeds]
+        return [(c, s) for c in self.all_cells() for s in self.seeds]
+
+    def baseline_runs(self, cell: Cell) -> list[tuple[Evaluation, list[str]]]:
+        """A baseline's evaluation jobs and the grid evaluation labels each one reports under.
+
+        ``random``: each grid evaluation as is (encoder None); ``supervised``: one ``supervised`` job per
+        distinct label fraction, reported under every evaluation label with that fraction.
+        """
+        if cell.baseline == "random":
+            return [(ev, [ev.label]) for ev in self.evaluations]
+        if cell.baseline != "supervised":
+            raise ValueError(f"cell {cell.name!r} is not a baseline cell")
+        groups: dict[float, list[str]] = {}
+        for ev in self.evaluations:
+            groups.setdefault(ev.label_fraction, []).append(ev.label)
+        return [(Evaluation("supervised", lf), labels) for lf, labels in groups.items()]
 
     def to_dict(self) -> dict[str, Any]:
         """The grid as resolved (logged on the parent run, so ``ms2l report`` knows cells and columns)."""
@@ -78,7 +121,8 @@ class Grid:
                 "seeds": self.seeds, "overrides": self.overrides,
                 "evaluations": [{"strategy": e.strategy, "label_fraction": e.label_fraction, "set": e.delta}
                                 for e in self.evaluations],
-                "cells": [{"name": c.name, "set": c.delta} for c in self.cells], "metrics": self.metrics}
+                "cells": [{"name": c.name, "set": c.delta} for c in self.cells], "metrics": self.metrics,
+                "baselines": [{"name": b.name, "set": b.delta} for b in self.baselines]}
 
 
 def _fail(source: str, key: str, what: str) -> ConfigError:
@@ -112,6 +156,36 @@ def _parse_cells(raw: Any, source: str) -> list[Cell]:
             raise _fail(source, f"cells.{name}", "duplicate cell name")
         cells.append(Cell(name, delta))
     return cells
+
+
+def _parse_baselines(raw: Any, source: str, cells: list[Cell]) -> list[Cell]:
+    """``[random, supervised]`` or ``{random: {}, supervised: {<config delta>}}``; errors name the entry."""
+    if raw is None:
+        return []
+    if isinstance(raw, list):
+        for i, kind in enumerate(raw):
+            if not isinstance(kind, str):
+                raise _fail(source, f"baselines[{i}]", f"must be a baseline name {list(BASELINES)}, got {kind!r}")
+        items: list[tuple[str, Any]] = [(k, {}) for k in raw]
+    elif isinstance(raw, dict):
+        items = list(raw.items())
+    else:
+        raise _fail(source, "baselines", f"must be a list of {list(BASELINES)} or a mapping name → config delta, "
+                                         f"got {raw!r}")
+    out: list[Cell] = []
+    for i, (kind, delta) in enumerate(items):
+        if kind not in BASELINES:
+            raise _fail(source, f"baselines[{i}]", f"unknown baseline {kind!r}; known: {list(BASELINES)}")
+        if any(b.name == kind for b in out):
+            raise _fail(source, f"baselines.{kind}", "duplicate baseline")
+        if any(c.name == kind for c in cells):
+            raise _fail(source, f"cells.{kind}", f"clashes with the baseline {kind!r} (a baseline's row is named "
+                                                 f"after it); rename the cell")
+        delta = delta or {}
+        if not isinstance(delta, dict):
+            raise _fail(source, f"baselines.{kind}", f"must be a mapping of config deltas, got {delta!r}")
+        out.append(Cell(kind, delta, baseline=kind))
+    return out
 
 
 def _parse_seeds(raw: Any, source: str) -> list[int]:
@@ -175,6 +249,7 @@ def parse_grid(raw: Any, source: str, *, preset: str | None = None, overrides: l
         seeds = _parse_seeds(raw.get("seeds"), source)
     evaluations = parse_evaluations(raw.get("evaluations", ["linear"]), source)
     cells = _parse_cells(raw.get("cells"), source)
+    baselines = _parse_baselines(raw.get("baselines"), source, cells)
     metrics = _parse_metrics(raw.get("metrics"), evaluations, source)
     concurrent = raw.get("max_concurrent", 1)
     if isinstance(concurrent, bool) or not isinstance(concurrent, int) or concurrent < 1:
@@ -185,15 +260,17 @@ def parse_grid(raw: Any, source: str, *, preset: str | None = None, overrides: l
     extra: dict[str, Any] = {"data": {"dataset": dataset}} if dataset is not None else {}
     for item in overrides:
         extra = merge_deltas(extra, parse_override(item))
-    grid = Grid(name, preset, config, seeds, evaluations, cells, metrics, description, concurrent, extra, source)
-    for cell in cells:  # validate every cell × evaluation now, not after hours of training
+    grid = Grid(name, preset, config, seeds, evaluations, cells, metrics, description, concurrent, extra, source,
+                baselines)
+    for cell in grid.all_cells():  # validate every cell × evaluation now, not after hours of training
+        where = f"baselines.{cell.name}" if cell.baseline else f"cells.{cell.name}"
         merged = merge_deltas(merge_deltas(cell.delta, extra), {"seed": seeds[0]})
-        cfg = apply_delta(base, merged, f"{source}: cells.{cell.name}")
-        for ev in evaluations:
+        cfg = apply_delta(base, merged, f"{source}: {where}")
+        for ev in [e for e, _ in grid.baseline_runs(cell)] if cell.baseline else evaluations:
             try:
                 ev.apply(cfg)
             except ConfigError as exc:
-                raise ConfigError(f"{source}: cells.{cell.name} with evaluation {ev.label}: {exc}") from exc
+                raise ConfigError(f"{source}: {where} with evaluation {ev.label}: {exc}") from exc
     return grid
 
 

@@ -2,7 +2,11 @@
 
 MLflow tree: one parent run per ablation (``kind=ablation``), one child per cell-seed
 (``kind=ablation_cell``, tags ``cell``, ``seed``), and that cell-seed's pretrain and evaluation runs
-beneath it (``run_pipeline(..., parent=cell_seed_run, make_parent=False)``).
+beneath it (``run_pipeline(..., parent=cell_seed_run, make_parent=False)``). A baseline cell
+(``grid.baselines``) is a cell-seed run like the others, with the tag ``baseline=<kind>`` on it and on its
+evaluation runs, and no pretrain run: its evaluations start from a random encoder (``encoder_source=random``,
+as ``ms2l evaluate --encoder random`` tags it) and carry ``reported_as`` — the grid evaluation labels whose
+table columns they fill.
 
 Resume: ``<storage>/<name>/ms2l_ablation.json`` holds the parent run id. ``--resume`` reopens that parent,
 marks the runs a killed driver left RUNNING as KILLED, and runs only the cell-seeds without a FINISHED
@@ -33,7 +37,7 @@ from ms2l_ray.ablation.table import CELL_KIND, PARENT_KIND, AblationTable, ablat
 from ms2l_ray.config import Config, ConfigError, config_hash
 from ms2l_ray.distributed.records import read_record, write_record
 from ms2l_ray.distributed.trainer import default_storage_path
-from ms2l_ray.orchestrate import Execution, Tracking
+from ms2l_ray.orchestrate import Execution, Tracking, tracked_evaluate
 from ms2l_ray.pipeline import Evaluation, run_pipeline
 from ms2l_ray.tracking.runs import RunLogger, RunRef, client, start_run
 from ms2l_ray.tracking.store import redact_uri, retrying
@@ -104,6 +108,7 @@ def _open_parent(grid: Grid, name: str, tracking: Tracking, storage: str, out_di
     parent.log_params({"ablation.grid": grid.name, "ablation.source": grid.source, "ablation.preset": grid.preset,
                        "ablation.seeds": ",".join(map(str, grid.seeds)),
                        "ablation.cells": ",".join(c.name for c in grid.cells),
+                       "ablation.baselines": ",".join(b.name for b in grid.baselines),
                        "ablation.columns": ",".join(grid.metrics),
                        "ablation.evaluations": ",".join(e.label for e in grid.evaluations)})
     parent.log_text(yaml.safe_dump(grid.to_dict(), sort_keys=False), "ablation/grid.yaml")
@@ -145,9 +150,25 @@ def _plan(grid: Grid, tracking: Tracking, parent_id: str, log: Callable[[str], N
     return todo, skipped
 
 
-def _pipeline(cfg: Config, evaluations: list[Evaluation], name: str, out_dir: str, tracking: Tracking,
+def _baseline(cfg: Config, jobs: list[tuple[Evaluation, list[str]]], name: str, out_dir: str, tracking: Tracking,
               execution: Execution, cell_ref: RunRef, tags: dict[str, Any]) -> dict[str, float]:
-    """One cell-seed: pretrain + evaluations under the cell-seed run; returns the summary metrics."""
+    """A baseline cell-seed: no pretraining, each job on a fresh random encoder (``Grid.baseline_runs``)."""
+    summary: dict[str, float] = {}
+    for ev, labels in jobs:
+        ev_tags = dict(tags, evaluation=labels[0], reported_as=",".join(labels), encoder_source="random")
+        outcome, _ = tracked_evaluate(ev.apply(cfg), encoder=None, name=f"{name}-{labels[0]}",
+                                      out_dir=Path(out_dir) / labels[0], tracking=tracking, execution=execution,
+                                      parent=RunLogger(cell_ref), tags=ev_tags)
+        summary.update({f"{lab}.{k}": v for lab in labels for k, v in outcome.metrics.items() if k in SUMMARY_KEYS})
+    return summary
+
+
+def _pipeline(cfg: Config, evaluations: list[Evaluation], name: str, out_dir: str, tracking: Tracking,
+              execution: Execution, cell_ref: RunRef, tags: dict[str, Any],
+              baseline_jobs: list[tuple[Evaluation, list[str]]] | None = None) -> dict[str, float]:
+    """One cell-seed: pretrain + evaluations (or a baseline's jobs) under the cell-seed run; the summary metrics."""
+    if baseline_jobs is not None:
+        return _baseline(cfg, baseline_jobs, name, out_dir, tracking, execution, cell_ref, tags)
     result = run_pipeline(cfg, evaluations, name=name, out_root=Path(out_dir), tracking=tracking,
                           execution=execution, parent=RunLogger(cell_ref), tags=tags, make_parent=False)
     summary = {f"{lab}.{k}": v for lab, m in result.evaluations.items() for k, v in m.items() if k in SUMMARY_KEYS}
@@ -167,13 +188,16 @@ class _CellSeedJobs:
 
     def start(self, cell: Cell, seed: int) -> tuple[RunLogger, tuple[Any, ...]]:
         cfg = self.grid.cell_config(cell, seed)
-        tags = {"cell": cell.name, "seed": seed, "ablation": self.grid.name, "ablation_run_id": self.parent.run_id}
+        tags: dict[str, Any] = {"cell": cell.name, "seed": seed, "ablation": self.grid.name,
+                                "ablation_run_id": self.parent.run_id}
+        if cell.baseline:
+            tags["baseline"] = cell.baseline
         run = start_run(self.tracking.uri, self.tracking.experiment, f"{self.name}-{cell.name}-s{seed}", self.parent,
                         {"kind": CELL_KIND, "config_hash": config_hash(cfg), **tags})
         run.log_params({"cell": cell.name, "seed": seed, "cell.delta": json.dumps(cell.delta, sort_keys=True)})
         out = (self.out_dir / cell.name / f"seed{seed}").resolve()
         return run, (cfg, self.grid.evaluations, f"{self.name}-{cell.name}-s{seed}", str(out), self.tracking,
-                     self.execution, run.ref, tags)
+                     self.execution, run.ref, tags, self.grid.baseline_runs(cell) if cell.baseline else None)
 
     def finish(self, cell: Cell, seed: int, run: RunLogger, t0: float, summary: dict[str, float] | None,
                error: BaseException | None, total: int) -> None:
@@ -246,6 +270,13 @@ def _publish(parent: RunLogger, table: AblationTable, out_dir: Path) -> None:
             for stat, value in (("mean", row.mean(col)), ("std", row.std(col))):
                 if value == value:  # not NaN
                     metrics[f"{row.cell}.{col}.{stat}"] = value
+            for ref, cmps in (("vs_best", table.vs_best), ("vs_random", table.vs_random)):
+                cmp = cmps.get((row.cell, col))
+                if cmp is None:
+                    continue
+                for stat, value in (("diff", cmp.mean), ("p", cmp.p)):
+                    if value == value:
+                        metrics[f"{row.cell}.{col}.{ref}.{stat}"] = value
     parent.log_metrics(metrics, step=0)
 
 
@@ -261,7 +292,8 @@ def run_ablation(grid: Grid, *, name: str, tracking: Tracking, execution: Execut
     try:
         todo, skipped = _plan(grid, tracking, parent.run_id, log)
         concurrent = max(1, max_concurrent or grid.max_concurrent)
-        log(f"[ablate] {name}: {len(grid.cells)} cells × {len(grid.seeds)} seeds; {len(skipped)} finished, "
+        extra = f" + baselines {', '.join(b.name for b in grid.baselines)}" if grid.baselines else ""
+        log(f"[ablate] {name}: {len(grid.cells)} cells{extra} × {len(grid.seeds)} seeds; {len(skipped)} finished, "
             f"{len(todo)} to run ({concurrent} at a time); parent run {parent.run_id}")
         if concurrent > 1 and len(todo) > 1:
             jobs.concurrent(todo, concurrent)

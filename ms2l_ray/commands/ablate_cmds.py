@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 from pathlib import Path
 from typing import Any
 
-from ms2l_ray.commands.common import write_json
-from ms2l_ray.commands.execution import add_execution_options, start_ray, tracking_from_args
+from ms2l_ray.commands.common import absolute_dataset_delta, write_json
+from ms2l_ray.commands.execution import add_execution_options, start_ray, storage_from_args, tracking_from_args
 from ms2l_ray.config import PRESETS, ConfigError
+from ms2l_ray.names import absolute_path, check_name, unique_name
 
 
 def _setup(args: argparse.Namespace) -> tuple[Any, str, Any, Any]:
@@ -28,12 +28,12 @@ def _setup(args: argparse.Namespace) -> tuple[Any, str, Any, Any]:
         raise ConfigError("--resume needs the --name the ablation was started with (printed at its start)")
     if args.max_concurrent is not None and args.max_concurrent < 1:
         raise ConfigError(f"--max-concurrent must be >= 1, got {args.max_concurrent}")
-    grid = load_grid(args.grid, preset=args.preset, overrides=args.overrides, dataset=args.dataset,
+    grid = load_grid(args.grid, preset=args.preset, overrides=args.overrides, dataset=absolute_path(args.dataset),
                      num_samples=args.num_samples)
-    storage = args.storage_path
-    if storage and "://" not in storage:
-        storage = str(Path(storage).resolve())
-    name = args.name or f"{grid.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    for delta in (grid.config, grid.overrides, *(c.delta for c in (*grid.cells, *grid.baselines))):
+        absolute_dataset_delta(delta)  # a relative store in the grid file or --set means the user's folder
+    storage = storage_from_args(args)
+    name = check_name("--name", args.name) if args.name else unique_name(grid.name)
     tracking = tracking_from_args(args)
     record = read_ablation_record(storage or default_storage_path(), name)
     if record is not None and not args.resume:  # before Ray starts: fail in a second, not after a minute

@@ -7,12 +7,14 @@ Scripts drive these spellings (issue: scriptable CLI), so they are kept stable:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 from pathlib import Path
 from typing import Any
 
 from ms2l_ray.config import PRESETS, Config, load_config
+from ms2l_ray.names import absolute_path
 
 
 def add_config_options(p: argparse.ArgumentParser, default_preset: str = "small") -> None:
@@ -36,7 +38,27 @@ def resolve_config(args: argparse.Namespace, extra: dict[str, Any] | None = None
         delta.setdefault("data", {})["dataset"] = args.dataset
     if args.device is not None:
         delta["device"] = args.device
-    return load_config(args.preset, args.config, args.overrides, delta)
+    return absolute_dataset(load_config(args.preset, args.config, args.overrides, delta))
+
+
+def absolute_dataset(cfg: Config) -> Config:
+    """``data.dataset`` made absolute however it was given (``--dataset``, ``--set``, a config file).
+
+    Why here and not only on ``--dataset``: a relative store in a config file or ``--set`` reaches the Ray
+    worker too, and workers run in another directory ("store store does not exist" inside the job).
+    """
+    dataset = absolute_path(cfg.data.dataset)
+    if dataset == cfg.data.dataset or dataset is None:
+        return cfg
+    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, dataset=dataset))
+
+
+def absolute_dataset_delta(delta: dict[str, Any]) -> dict[str, Any]:
+    """The nested config delta ``delta`` with ``data.dataset`` made absolute, in place (grids, spaces, ``--set``)."""
+    data = delta.get("data")
+    if isinstance(data, dict) and isinstance(data.get("dataset"), str):
+        data["dataset"] = absolute_path(data["dataset"])
+    return delta
 
 
 def write_json(path: Path | None, payload: dict[str, Any]) -> None:

@@ -40,12 +40,9 @@ def tracking_from_args(args: argparse.Namespace) -> Tracking | None:
 
 def storage_from_args(args: argparse.Namespace) -> str | None:
     """``--storage-path`` made absolute (Ray workers run elsewhere); URIs as given."""
-    storage: str | None = args.storage_path
-    if storage is not None and "://" not in storage:
-        from pathlib import Path
+    from ms2l_ray.names import absolute_path
 
-        storage = str(Path(storage).resolve())
-    return storage
+    return absolute_path(args.storage_path)
 
 
 def execution_from_args(args: argparse.Namespace, **extra: Any) -> Execution:

@@ -14,9 +14,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ms2l_ray.commands.common import write_json
+from ms2l_ray.commands.common import absolute_dataset_delta, write_json
 from ms2l_ray.commands.execution import add_execution_options, start_ray, tracking_from_args
 from ms2l_ray.config import ConfigError, merge_deltas, parse_override
+from ms2l_ray.names import absolute_path, check_name
 
 
 def _resources(args: argparse.Namespace) -> Any:
@@ -35,17 +36,14 @@ def _extra(args: argparse.Namespace) -> dict[str, Any]:
     for item in args.overrides:
         delta = merge_deltas(delta, parse_override(item))
     if args.dataset is not None:  # absolute: trials run with the trial directory as working directory
-        dataset = args.dataset if args.dataset == "builtin" or "://" in args.dataset \
-            else str(Path(args.dataset).resolve())
-        delta = merge_deltas(delta, {"data": {"dataset": dataset}})
+        delta = merge_deltas(delta, {"data": {"dataset": absolute_path(args.dataset)}})
     if args.seed is not None:
         delta["seed"] = args.seed
-    return delta
+    return absolute_dataset_delta(delta)
 
 
 def _storage(args: argparse.Namespace) -> str | None:
-    return str(Path(args.storage_path).resolve()) if args.storage_path and "://" not in args.storage_path \
-        else args.storage_path
+    return absolute_path(args.storage_path)
 
 
 def _tune(args: argparse.Namespace) -> int:
@@ -60,10 +58,11 @@ def _tune(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from ms2l_ray.search.space import load_space, with_overrides
-    from ms2l_ray.search.tuner import check_name, resume_search, run_search
+    from ms2l_ray.search.tuner import resume_search, run_search
 
     t0 = time.perf_counter()
-    check_name(args.name)
+    if args.name is not None:
+        check_name("--name", args.name)
     if args.resume:
         if not args.name:
             raise ConfigError("--resume needs --name NAME (printed when the search started)")
@@ -76,7 +75,9 @@ def _run(args: argparse.Namespace) -> int:
                      if v is not None}
         space = with_overrides(load_space(args.space), **overrides)
         extra = _extra(args)
-        space.base_config(extra)  # fail on a bad --set before Ray starts
+        dataset = space.base_config(extra).data.dataset  # fails on a bad --set before Ray starts
+        if absolute_path(dataset) != dataset:  # a relative store named in the space file: the user's folder
+            extra = merge_deltas(extra, {"data": {"dataset": absolute_path(dataset)}})
         resources = _resources(args)
         tracking = tracking_from_args(args)
         start_ray(args)

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ms2l_ray.commands.common import add_config_options, resolve_config, write_json
+from ms2l_ray.commands.common import absolute_dataset, add_config_options, resolve_config, write_json
 from ms2l_ray.commands.execution import (
     add_execution_options,
     execution_from_args,
@@ -15,7 +15,8 @@ from ms2l_ray.commands.execution import (
     storage_from_args,
     tracking_from_args,
 )
-from ms2l_ray.config import STRATEGIES, Config, from_dict
+from ms2l_ray.config import STRATEGIES, Config, ConfigError, from_dict
+from ms2l_ray.names import check_name, unique_name
 
 EVAL_KEYS = ("val_top1", "val_top5", "test_top1", "test_top5")
 
@@ -24,25 +25,45 @@ def _print_eval(label: str, metrics: dict[str, Any]) -> None:
     print(f"[{label}] " + " ".join(f"{k}={metrics[k]:.2f}" for k in EVAL_KEYS if k in metrics))
 
 
+def check_encoder_out(out: Path | None, force: bool) -> None:
+    """Refuse an ``--out`` that already holds an encoder (unless ``--force``) or that is a file.
+
+    Why: pretraining minutes or hours into a folder that holds another run's ``encoder.pt`` would replace it
+    without a word; checked before any compute (and before Ray starts).
+    """
+    from ms2l_ray.checkpoint import ENCODER_FILE
+
+    if out is None:
+        return
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: is a file, not a directory (the encoder is written as {out}/{ENCODER_FILE})")
+    if (out / ENCODER_FILE).exists() and not force:
+        raise ConfigError(f"--out {out}: already holds {ENCODER_FILE}; pass --force to overwrite it, or another --out")
+
+
 def _pretrain(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
+    if args.name is not None:
+        check_name("--name", args.name)
     if args.engine == "local":
         from ms2l_ray.jobs import pretrain_summary, run_pretrain
 
         cfg = resolve_config(args)
+        check_encoder_out(args.out, args.force)
         summary: dict[str, Any] = pretrain_summary(run_pretrain(cfg, args.out))
     else:
         from ms2l_ray.orchestrate import read_job_record, tracked_pretrain
 
         existing = None
         if args.resume:
-            record = read_job_record(storage_from_args(args), args.resume)
+            record = read_job_record(storage_from_args(args), check_name("--resume", args.resume))
             cfg, name, existing = from_dict(record["config"]), args.resume, record.get("run_id")
             out = Path(record["out_dir"])
         else:
-            cfg, name, out = resolve_config(args), args.name or f"pretrain-{time.strftime('%Y%m%d-%H%M%S')}", args.out
-        if out is None:
-            raise ValueError("--out is required (unless --resume)")
+            cfg, name, out = resolve_config(args), args.name or unique_name("pretrain"), args.out
+            if out is None:
+                raise ConfigError("--out is required (unless --resume)")
+            check_encoder_out(out, args.force)
         tracking = tracking_from_args(args)
         start_ray(args)
         print(f"[pretrain] run name {name} (resume with --resume {name})")
@@ -69,6 +90,8 @@ def _eval_config(args: argparse.Namespace) -> Config:
 def _evaluate(args: argparse.Namespace) -> int:
     from ms2l_ray.jobs import fetch_encoder, resolve_encoder
 
+    if args.name is not None:
+        check_name("--name", args.name)  # before Ray starts: fail in a second
     cfg = _eval_config(args)
     t0 = time.perf_counter()
     tracking = None if args.engine == "local" else tracking_from_args(args)
@@ -82,8 +105,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         from ms2l_ray.orchestrate import tracked_evaluate
 
         start_ray(args)
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        name = args.name or f"evaluate-{args.strategy}-{stamp}"
+        name = args.name or unique_name(f"evaluate-{args.strategy}")
         out = args.out or Path("outputs") / name
         outcome, run = tracked_evaluate(cfg, encoder=encoder_dir, name=name, out_dir=out, tracking=tracking,
                                         execution=execution_from_args(args), tags={"encoder_source": args.encoder})
@@ -107,10 +129,12 @@ def _run(args: argparse.Namespace) -> int:
     if args.dataset is not None:
         delta["data"] = {"dataset": args.dataset}
     cfg = load_config(args.preset or exp.preset, None, args.overrides, merge_deltas(exp.config, delta))
+    cfg = absolute_dataset(cfg)  # a relative store in the experiment file means the user's folder
+    out_root = args.out or Path("outputs").absolute() / unique_name(exp.name)
+    check_encoder_out(out_root / "pretrain", args.force)  # the pipeline's encoder goes to OUT/pretrain
     tracking = tracking_from_args(args)
     start_ray(args)
     t0 = time.perf_counter()
-    out_root = args.out or Path("outputs") / f"{exp.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     result = run_pipeline(cfg, exp.evaluations, name=exp.name, out_root=out_root, tracking=tracking,
                           execution=execution_from_args(args))
     for label, m in result.evaluations.items():
@@ -140,6 +164,7 @@ def add_train_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore
     p.add_argument("--out", type=Path, default=None, help="directory for encoder.pt and config.yaml")
     p.add_argument("--name", default=None, help="run name (Ray storage folder and MLflow run name)")
     p.add_argument("--resume", default=None, metavar="RUN", help="continue the interrupted run named RUN")
+    p.add_argument("--force", action="store_true", help="overwrite an encoder.pt already in --out")
     p.set_defaults(func=_pretrain)
 
     e = sub.add_parser("evaluate", help="evaluate an encoder with one of the paper's strategies")
@@ -160,6 +185,7 @@ def add_train_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore
     r.add_argument("--seed", type=int, default=None)
     r.add_argument("--dataset", default=None)
     r.add_argument("--out", type=Path, default=None)
+    r.add_argument("--force", action="store_true", help="overwrite an encoder already in OUT/pretrain")
     r.add_argument("--json", dest="json_out", type=Path, default=None)
     add_execution_options(r, engines=False)
     r.set_defaults(func=_run)

@@ -8,6 +8,7 @@ files, and either skips the bad ones (``skip_bad``) or stops at the first one, l
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -16,11 +17,12 @@ from typing import Any
 
 import numpy as np
 
+from ms2l_ray.config import ConfigError
 from ms2l_ray.data import preprocess as pp
 from ms2l_ray.data.container import SkeletonSet
 from ms2l_ray.data.readers import ReadLog, ctrgcn, ntu, pku, stgcn, ucla
 from ms2l_ray.data.splits import SPLIT_NAMES, make_splits
-from ms2l_ray.data.store import open_store, write_store_chunks
+from ms2l_ray.data.store import is_store_file, open_store, remove_leftover_temp_files, write_store_chunks
 
 FORMATS = ("ntu", "stgcn", "ctrgcn", "nw-ucla", "pku-mmd", "builtin")
 LENGTH_BINS = (1, 16, 32, 64, 128, 256, 301)
@@ -39,6 +41,8 @@ class PrepareReport:
     preprocess: list[dict[str, Any]] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)  # samples on a published missing-skeleton list
     bad: list[str] = field(default_factory=list)  # error messages of skipped bad files
+    removed_temps: list[str] = field(default_factory=list)  # leftovers of a killed earlier prepare, deleted
+    live_temps: list[str] = field(default_factory=list)  # temp files of a prepare of OUT that still runs
 
     def summary(self) -> str:
         rate = self.num_sequences / self.seconds if self.seconds > 0 else float("inf")
@@ -50,6 +54,12 @@ class PrepareReport:
         if self.bad:
             lines.append(f"skipped {len(self.bad)} bad files:")
             lines += [f"  {msg}" for msg in self.bad]
+        if self.removed_temps:
+            lines.append(f"removed {len(self.removed_temps)} leftover temporary files of an interrupted prepare: "
+                         + ", ".join(self.removed_temps))
+        if self.live_temps:
+            lines.append(f"kept {len(self.live_temps)} temporary files of a prepare of the same store that is still "
+                         "running: " + ", ".join(self.live_temps))
         return "\n".join(lines)
 
 
@@ -136,9 +146,37 @@ def _sources(fmt: str, source: Path, *, log: ReadLog, config: pp.PreprocessConfi
     return _builtin(num_sequences, seed)
 
 
+class OutputRefused(ConfigError):
+    """``ms2l data prepare`` will not write its store over the source, or over anything without ``force``."""
+
+
+def check_output(source: Path | None, out: Path, *, force: bool, inputs: Sequence[Path] = ()) -> None:
+    """Refuse an OUT that is (or contains) the source or one of its input files, or exists without ``force``.
+
+    Why: the store is ``os.replace``-d into place, which silently destroys whatever sat there, the dataset
+    itself included (``prepare ctrgcn NTU60_CS.npz NTU60_CS.npz``). Both paths are resolved (symlinks, ``..``)
+    before comparing; a symlink at OUT counts as existing (it would be replaced, not followed).
+    """
+    target = out.resolve()
+    protected = [p.resolve() for p in (*([source] if source is not None else []), *inputs)]
+    for src in protected:
+        if target == src or target in src.parents:
+            raise OutputRefused(f"out {out}: is the source {src if target == src else src.parent} (or holds it); "
+                                f"the store would replace the dataset it is made from; choose another OUT")
+        folder = src if src.is_dir() else src.parent  # a single-file source has inputs beside it (ST-GCN labels)
+        if folder in target.parents and os.path.lexists(out) and not is_store_file(out):
+            raise OutputRefused(f"out {out}: an existing file in the source directory {folder} that is not a "
+                                f"store; it may be part of the dataset; choose another OUT")
+    if os.path.isdir(out) and not os.path.islink(out):
+        raise OutputRefused(f"out {out}: is a directory; a store is one file (e.g. {out}/dataset.arrow)")
+    if os.path.lexists(out) and not force:
+        kind = "a symlink" if os.path.islink(out) else "a file"
+        raise OutputRefused(f"out {out}: already exists ({kind}); pass --force to replace it")
+
+
 def prepare(fmt: str, source: str | Path, out: str | Path, *, skip_bad: bool = False,
             preprocess: pp.PreprocessConfig | None = None, num_sequences: int = 1000, seed: int = 0,
-            missing_lists: Sequence[str | Path] = (), chunk_size: int = 1024) -> PrepareReport:
+            missing_lists: Sequence[str | Path] = (), chunk_size: int = 1024, force: bool = False) -> PrepareReport:
     """Convert ``source`` in format ``fmt`` (one of :data:`FORMATS`) into a store at ``out``.
 
     Args:
@@ -152,17 +190,23 @@ def prepare(fmt: str, source: str | Path, out: str | Path, *, skip_bad: bool = F
         num_sequences, seed: the ``builtin`` generator's arguments.
         missing_lists: NTU missing-skeleton lists kept elsewhere than beside the ``.skeleton`` files.
         chunk_size: sequences (NTU, ST-GCN, CTR-GCN files) per streamed chunk.
+        force: replace an existing file or symlink at ``out`` (never the source: see :func:`check_output`).
+
+    Temporary files that a killed earlier prepare of ``out`` left beside it are deleted first (and listed in
+    the report); those of a prepare that still runs are kept and listed.
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown dataset format {fmt!r}; known formats: {list(FORMATS)}")
     source, out = Path(source), Path(out)
     if fmt != "builtin" and not source.exists():
         raise FileNotFoundError(f"{fmt}: source {source} does not exist")
+    check_output(None if fmt == "builtin" else source, out, force=force, inputs=[Path(p) for p in missing_lists])
     config = preprocess or pp.PreprocessConfig()
     out.parent.mkdir(parents=True, exist_ok=True)
+    removed, live = remove_leftover_temp_files(out)
     log = ReadLog()
     extra: dict[str, Any] = {"dataset": fmt, "source_path": str(source)}
-    report = PrepareReport(fmt=fmt, out=out)
+    report = PrepareReport(fmt=fmt, out=out, removed_temps=[p.name for p in removed], live_temps=[p.name for p in live])
     start = time.perf_counter()
     chunks = _sources(fmt, source, log=log, config=config, skip_bad=skip_bad, chunk=chunk_size, extra=extra,
                       num_sequences=num_sequences, seed=seed, missing_lists=[Path(p) for p in missing_lists])

@@ -20,9 +20,11 @@ file in the target directory and ``os.replace``-d into place, so no half-written
 
 from __future__ import annotations
 
+import glob
 import io
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -98,6 +100,76 @@ def _batch(frames: np.ndarray, lengths: np.ndarray, cols: dict[str, np.ndarray],
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
+def is_store_file(path: str | Path) -> bool:
+    """True for a regular file whose Arrow schema says it is a store of this format (not a symlink, not a dataset)."""
+    path = Path(path)
+    if path.is_symlink() or not path.is_file():
+        return False
+    try:
+        with pa.memory_map(str(path), "r") as mm:
+            metadata = pa.ipc.open_file(mm).schema.metadata or {}
+    except (pa.ArrowInvalid, OSError):
+        return False
+    return metadata.get(b"format") == FORMAT_NAME.encode()
+
+
+def _temp_prefix(path: Path) -> str:
+    """``.<store name>.<pid>.``: hidden, beside the target (same filesystem: ``os.replace`` is atomic), and
+    carrying the writer's pid so that a later run can tell a killed writer's leftovers from a live one's."""
+    return f".{path.name}.{os.getpid()}."
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def leftover_temp_files(path: str | Path) -> tuple[list[Path], list[Path]]:
+    """(stale, live) temporary files of earlier writes of the store ``path``.
+
+    A SIGKILLed ``ms2l data prepare`` cannot run its cleanup and leaves ``.<name>.<pid>.XXXXXXXX.tmp`` and
+    ``.frames.tmp`` files of about the dataset's size. Stale ones belong to a pid that no longer runs on this
+    host (or to the pid-less names of older versions); live ones to a writer still running.
+    """
+    path = Path(path)
+    if not path.parent.is_dir():
+        return [], []
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.(?:(\d+)\.)?[A-Za-z0-9_]{{8}}(?:\.frames)?\.tmp")
+    stale: list[Path] = []
+    live: list[Path] = []
+    for candidate in sorted(path.parent.glob(f".{glob.escape(path.name)}.*.tmp")):
+        m = pattern.fullmatch(candidate.name)
+        if m is None or not candidate.is_file() or candidate.is_symlink():
+            continue
+        pid = int(m.group(1)) if m.group(1) else None
+        (live if pid is not None and pid != os.getpid() and _pid_alive(pid) else stale).append(candidate)
+    return stale, live
+
+
+def remove_leftover_temp_files(path: str | Path) -> tuple[list[Path], list[Path]]:
+    """Delete the stale temporary files of ``path`` (see :func:`leftover_temp_files`); return (removed, live)."""
+    stale, live = leftover_temp_files(path)
+    removed = []
+    for p in stale:
+        try:
+            p.unlink()
+            removed.append(p)
+        except FileNotFoundError:
+            pass
+    return removed, live
+
+
 def _frames_offset(path: Path) -> int:
     """Byte offset of the frames values buffer inside a written store file."""
     with pa.memory_map(str(path), "r") as mm:
@@ -132,7 +204,7 @@ def _write(path: Path, header: dict[str, str], lengths: np.ndarray, cols: dict[s
     frames = np.ascontiguousarray(frames, dtype=np.float32)
     batch = _batch(frames, lengths, cols, names, schema)
     placeholder = batch.column("frames").values.values.buffers()[1] if raw is not None else None
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=_temp_prefix(path), suffix=".tmp")
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -143,6 +215,7 @@ def _write(path: Path, header: dict[str, str], lengths: np.ndarray, cols: dict[s
             _copy_into(raw, tmp, _frames_offset(tmp), raw.stat().st_size)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a store is shared like any file the user writes
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -173,7 +246,7 @@ def write_store_chunks(chunks: Iterable[SkeletonSet], path: str | Path, *, meta:
     lengths: list[np.ndarray] = []
     cols: dict[str, list[np.ndarray]] = {c: [] for c in INT_COLUMNS}
     names: list[str] = []
-    fd, raw_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".frames.tmp")
+    fd, raw_name = tempfile.mkstemp(dir=path.parent, prefix=_temp_prefix(path), suffix=".frames.tmp")
     raw = Path(raw_name)
     try:
         with os.fdopen(fd, "wb") as f:

@@ -13,7 +13,13 @@ from typing import Any
 
 
 def _fs_path(storage_path: str, name: str, filename: str) -> tuple[Any, str]:
+    """Where a record lives; ``name`` must be one path component (:func:`ms2l_ray.names.check_name`), so a
+    ``--name ../../x`` can neither plant nor read a record outside the storage folder."""
     import pyarrow.fs as pafs
+
+    from ms2l_ray.names import check_name
+
+    check_name("run name", name)
 
     if "://" in storage_path:
         fs, root = pafs.FileSystem.from_uri(storage_path)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 from ms2l_ray.config import Config, to_dict
+from ms2l_ray.names import absolute_path
 
 
 @dataclass(frozen=True)
@@ -55,9 +55,9 @@ class JobSpec:
     def make(cls, kind: str, cfg: Config, out_dir: str, **kw: Any) -> JobSpec:
         if kind not in ("pretrain", "evaluate"):
             raise ValueError(f"unknown job kind {kind!r}; expected pretrain or evaluate")
-        out = str(out_dir) if "://" in str(out_dir) else str(Path(out_dir).resolve())  # workers have another cwd
-        if kw.get("encoder") and "://" not in kw["encoder"]:
-            kw["encoder"] = str(Path(kw["encoder"]).resolve())
+        out = absolute_path(out_dir) or str(out_dir)  # workers have another cwd
+        if kw.get("encoder"):
+            kw["encoder"] = absolute_path(kw["encoder"])
         return cls(kind=kind, config=to_dict(cfg), out_dir=out, **kw)
 
     def to_dict(self) -> dict[str, Any]:

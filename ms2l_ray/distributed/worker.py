@@ -106,38 +106,58 @@ def _quiet_report_echo() -> None:
     logging.getLogger(train_context.__file__).setLevel(logging.WARNING)
 
 
+def run_job_body(spec: JobSpec, ctx: LoopContext, resume: dict[str, Any] | None = None) -> dict[str, float]:
+    """Run ``spec``'s plain loop in this process under ``ctx`` and (rank 0) write its outputs to ``spec.out_dir``.
+
+    This is everything a Train worker does after Ray has set it up, kept free of Ray and MLflow imports so
+    the distributed path (DDP, NCCL collectives, CUDA devices) can be tested with a bare
+    ``torch.distributed`` process group (``tests/test_gpu_distributed.py``) on machines without Ray.
+
+    Args:
+        resume: a pretraining checkpoint dict to continue from (ignored for evaluations).
+
+    Returns:
+        The job's final metrics (pretraining: the last epoch's; evaluation: best-validation and test).
+    """
+    from ms2l_ray.checkpoint import load_pretrained
+    from ms2l_ray.jobs import run_evaluate, run_pretrain
+
+    cfg = from_dict(spec.config)
+    out = Path(spec.out_dir)
+    if ctx.rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+    if spec.kind == "pretrain":
+        result = run_pretrain(cfg, out, ctx, resume=resume)
+        if ctx.rank == 0:
+            _write_json(out / "history.json", result.history)
+            _write_json(out / "metrics.json", result.final)
+        return result.final
+    pretrained = load_pretrained(spec.encoder)[0] if spec.encoder else None
+    ev = run_evaluate(cfg, pretrained, ctx)
+    if ctx.rank == 0:
+        _write_json(out / "history.json", ev.history)
+        _write_json(out / "metrics.json", ev.metrics)
+        if ev.confusion is not None:
+            np.save(out / "confusion.npy", ev.confusion)
+    return ev.metrics
+
+
 def train_loop_per_worker(config: dict[str, Any]) -> None:
     """Entry point of every Train worker; ``config`` is a :class:`JobSpec` as a dict."""
     import ray.train
     import ray.train.torch
 
     _quiet_report_echo()
-    from ms2l_ray.checkpoint import load_pretrained
-    from ms2l_ray.jobs import run_evaluate, run_pretrain
-
     spec = JobSpec(**config)
-    cfg = from_dict(spec.config)
     tctx = ray.train.get_context()
     rank, world = tctx.get_world_rank(), tctx.get_world_size()
     device = ray.train.torch.get_device()
     ctx = LoopContext(device=device, rank=rank, world_size=world,
                       wrap_model=lambda m: ray.train.torch.prepare_model(m, move_to_device=True),
                       hooks=[ReportHook(spec, rank, world)], log=_say)
-    out = Path(spec.out_dir)
-    if rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
     if spec.kind == "pretrain":
-        result = run_pretrain(cfg, out, ctx, resume=_resume_state(spec))
-        if rank == 0:
-            _write_json(out / "history.json", result.history)
-            _write_json(out / "metrics.json", result.final)
+        run_job_body(spec, ctx, resume=_resume_state(spec))
         return
-    pretrained = load_pretrained(spec.encoder)[0] if spec.encoder else None
-    ev = run_evaluate(cfg, pretrained, ctx)
-    if rank == 0:
-        _write_json(out / "history.json", ev.history)
-        _write_json(out / "metrics.json", ev.metrics)
-        if ev.confusion is not None:
-            np.save(out / "confusion.npy", ev.confusion)
+    metrics = run_job_body(spec, ctx)
     # Every rank reports the final metrics once more so the Result carries them.
-    ray.train.report(dict(ev.metrics, final=1.0))
+    ray.train.report(dict(metrics, final=1.0))

@@ -4,8 +4,12 @@ Reference ``model.py`` ``Encoder`` / ``mask_mean`` (paper §3.1). The reference 
 padded frames; here the GRU runs over each clip's valid frames only. That saves the compute spent on padding
 (NTU clips average ~90 of 300 frames) and makes the features independent of the padded length: in the
 reference the *backward* direction reads ``T − len`` zero frames before the clip, so its features changed
-with ``T`` (not at init: with the reference's zero biases a GRU fed zeros from a zero state stays at zero,
-but as soon as the biases train). ``impl="padded"`` (legacy ``pack=False``) restores the reference behaviour.
+with ``T``. That holds from initialisation on for any stack of more than one layer: with the reference's zero
+biases a *first-layer* GRU fed zeros from a zero state stays at zero, but the first layer's forward direction
+carries its state past each clip's end, so its outputs over the padding are non-zero and the second layer's
+backward direction reads them before the clip (measured at init, 2-layer BiGRU: pooled features differ by
+about 5 % between ``"padded"`` and ``"reversed"``; ``tests/test_model.py`` pins it). ``impl="padded"``
+(legacy ``pack=False``) restores the reference behaviour; the config field ``model.encoder_impl`` selects it.
 
 Two implementations skip padding (:func:`run_gru`). They give the same outputs at valid frames and the same
 gradients (to float rounding) from the same parameters, one ``nn.GRU``, so checkpoints load into either:

@@ -18,9 +18,10 @@ encoder that costs the same GRU steps as three calls but one launch sequence ins
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -31,8 +32,17 @@ from ms2l_ray.contract import check_batch
 from ms2l_ray.losses.contrastive import ContrastiveLoss
 from ms2l_ray.losses.jigsaw import JigsawLoss
 from ms2l_ray.losses.motion import MotionLoss
-from ms2l_ray.model.encoder import GRUEncoder, mask_mean_pool
+from ms2l_ray.model.encoder import GRUEncoder, GRUImpl, mask_mean_pool
 from ms2l_ray.model.heads import JigsawHead, MLPHead, MotionDecoder, Projector
+
+
+def fp32_losses(x: torch.Tensor) -> contextlib.AbstractContextManager[Any]:
+    """Autocast switched off for ``x``'s device while a loss is computed (the callers pass fp32 inputs), so
+    under mixed precision (:mod:`ms2l_ray.train.precision`) the losses are computed in fp32. Outside autocast
+    it is a no-op: the fp32 path is unchanged to the bit (``.float()`` of an fp32 tensor is the tensor)."""
+    if torch.is_autocast_enabled(x.device.type):
+        return torch.autocast(device_type=x.device.type, enabled=False)
+    return contextlib.nullcontext()
 
 
 @dataclass
@@ -149,19 +159,23 @@ class MS2L(nn.Module):
         metrics: dict[str, torch.Tensor] = {}
         if self.motion_decoder is not None:
             pred = self.motion_decoder(frames["masked"], lengths)  # [N, T, F]
-            loss = self.motion_loss(pred, x, lengths)
+            with fp32_losses(x):
+                loss = self.motion_loss(pred.float(), x, lengths)
             total = total + self.motion_weight * loss
             metrics["motion_loss"] = loss.detach()
         if self.jigsaw_head is not None:
             assert y_jigsaw is not None
-            loss, acc = self.jigsaw_loss(self.jigsaw_head(clips["jigsaw"]), y_jigsaw)
+            logits = self.jigsaw_head(clips["jigsaw"])  # [N, seg_num!]
+            with fp32_losses(x):
+                loss, acc = self.jigsaw_loss(logits.float(), y_jigsaw)
             total = total + self.jigsaw_weight * loss
             metrics.update(jigsaw_loss=loss.detach(), jigsaw_acc=acc)
         if self.projector is not None and self.contrastive_loss is not None:
             # One projector call per view, not one on [V*N, H]: BatchNorm statistics stay per view, as in
             # the reference (`contra_head` called three times).
             projections = [self.projector(clips[name]) for name in names]  # V × [N, D]
-            loss, acc = self.contrastive_loss(projections)
+            with fp32_losses(x):
+                loss, acc = self.contrastive_loss([p.float() for p in projections])
             total = total + self.contrastive_weight * loss
             metrics.update(contrastive_loss=loss.detach(), contrastive_acc=acc)
         return PretrainOutput(loss=total, metrics=metrics)
@@ -170,8 +184,9 @@ class MS2L(nn.Module):
 def build_ms2l(model_cfg: ModelConfig, task_cfg: TaskConfig, num_features: int) -> MS2L:
     """Wire encoder and heads from the config; a task with weight 0 gets no head (and no compute)."""
     m, t = model_cfg, task_cfg
-    encoder = GRUEncoder(num_features, m.hidden_size, m.num_layers, m.bidirectional, m.dropout)
-    decoder = MotionDecoder(m.hidden_size, num_features, m.decoder_layers) if t.motion_weight > 0 else None
+    impl = cast(GRUImpl, m.encoder_impl)
+    encoder = GRUEncoder(num_features, m.hidden_size, m.num_layers, m.bidirectional, m.dropout, impl=impl)
+    decoder = MotionDecoder(m.hidden_size, num_features, m.decoder_layers, impl=impl) if t.motion_weight > 0 else None
     jigsaw = JigsawHead(m.hidden_size, m.head_hidden, t.jigsaw_segments) if t.jigsaw_weight > 0 else None
     projector = Projector(m.hidden_size, m.head_hidden, m.proj_dim) if t.contrastive_weight > 0 else None
     return MS2L(encoder, decoder, jigsaw, projector, motion_weight=t.motion_weight, jigsaw_weight=t.jigsaw_weight,

@@ -10,6 +10,9 @@ after the fact, for runs made by other commands. A run's *kind* tag picks the se
   coordinates of the best trials, and the best trials' pretraining loss curves;
 - anything else (an ``ms2l run`` experiment): its child runs and pretraining loss curves.
 
+Every section ends with "Pretext-task health": the notes of each of its pretrain runs (their ``health``
+tag, :mod:`ms2l_ray.train.health`) — a cell whose task sat at chance is visible next to its numbers.
+
 The report is written to ``--out`` and logged as the parent run's ``report/`` artifacts (``report.md``,
 ``report.html``, the PNGs). The Markdown links the PNGs beside it; the HTML embeds them as base64.
 """
@@ -26,10 +29,12 @@ from typing import Any
 
 import numpy as np
 
+from ms2l_ray.names import check_name
 from ms2l_ray.report import plots
 from ms2l_ray.report.render import Section, write_report
 from ms2l_ray.tracking.runs import RunLogger, RunRef, client
 from ms2l_ray.tracking.store import retrying
+from ms2l_ray.train.health import parse_health_tag
 
 TASK_LOSSES = ("train_loss", "train_motion_loss", "train_jigsaw_loss", "train_contrastive_loss")
 RUN_ID = re.compile(r"[0-9a-f]{32}")
@@ -69,6 +74,37 @@ def pretrain_curves(c: Any, groups: dict[str, list[str]]) -> bytes | None:
     return plots.loss_curves({k: per[k] for k in TASK_LOSSES if k in per})
 
 
+# --------------------------------------------------------------------------------------------- health
+def health_rows(runs: list[tuple[str, str | None]]) -> list[list[str]]:
+    """Rows ``[run label, notes]`` from each pretrain run's ``health`` tag (``ms2l_ray.train.health``).
+
+    ``healthy`` for an empty list; ``not assessed`` for a run without the tag (made before it existed, or
+    still running) — saying so, rather than leaving the run out, keeps "no notes" from reading as healthy.
+    """
+    rows = []
+    for label, tag in runs:
+        messages = parse_health_tag(tag)
+        text = "not assessed" if messages is None else ("healthy" if not messages else "; ".join(messages))
+        rows.append([label, text])
+    return rows
+
+
+def health_section(sec: Section, runs: list[tuple[str, str | None]]) -> None:
+    """The "Pretext-task health" part of a section: one row per pretrain run (nothing without pretrain runs)."""
+    if not runs:
+        return
+    rows = health_rows(runs)
+    flagged = sum(r[1] not in ("healthy", "not assessed") for r in rows)
+    sec.text(f"**Pretext-task health** ({flagged} of {len(rows)} pretrain runs flagged: a task stuck at chance, "
+             f"solved from the first epoch, loss terms orders of magnitude apart, or collapsed features):")
+    sec.table(["pretrain run", "health"], rows)
+
+
+def _health_tag(c: Any, run_id: str) -> str | None:
+    tags = retrying(functools.partial(c.get_run, run_id)).data.tags
+    return tags.get("health")
+
+
 # --------------------------------------------------------------------------------------------- sections
 def ablation_section(c: Any, run: Any) -> Section:
     from ms2l_ray.ablation.table import ablation_table, fetch_cell_seed_runs
@@ -98,6 +134,8 @@ def ablation_section(c: Any, run: Any) -> Section:
             groups.setdefault(r.cell, []).append(r.pretrain_run_id)
     sec.figure("pretrain_losses.png", pretrain_curves(c, groups),
                "Pretraining losses per task (mean ± std over seeds); a task switched off logs no curve.")
+    health_section(sec, [(f"{r.cell} seed {r.seed}", _health_tag(c, r.pretrain_run_id))
+                         for r in results if r.pretrain_run_id])
     sec.text("Cell-seed runs:")
     sec.table(["cell", "seed", "status", "run id"], [[r.cell, str(r.seed), r.status, f"`{r.run_id}`"] for r in results])
     return sec
@@ -234,12 +272,15 @@ def search_section(c: Any, run: Any, top_k: int) -> Section:
                    plots.parallel_coordinates(varying, [r.data.params for r, _ in best], [v for _, v in best], mode),
                    f"Parallel coordinates of the {len(best)} best trials (colour: objective; thick: best).")
     groups: dict[str, list[str]] = {}
+    health: list[tuple[str, str | None]] = []
     for r, _ in best[:5]:
-        pre = [j.info.run_id for j in _children(c, r) if j.data.tags.get("kind") == "pretrain"
-               and j.info.status == "FINISHED"]
-        if pre:
-            groups[f"trial {r.data.tags.get('trial_id', r.info.run_name)}"] = pre
+        jobs = [j for j in _children(c, r) if j.data.tags.get("kind") == "pretrain" and j.info.status == "FINISHED"]
+        label = f"trial {r.data.tags.get('trial_id', r.info.run_name)}"
+        if jobs:
+            groups[label] = [j.info.run_id for j in jobs]
+        health += [(label, j.data.tags.get("health")) for j in jobs]
     sec.figure("pretrain_losses.png", pretrain_curves(c, groups), "Pretraining losses per task of the best trials.")
+    health_section(sec, health)
     return sec
 
 
@@ -255,6 +296,8 @@ def runs_section(c: Any, run: Any) -> Section:
                + [_fmt(k.data.metrics[m]) if m in k.data.metrics else "" for m in keys] for k in kids])
     pre = {k.info.run_name: [k.info.run_id] for k in kids if k.data.tags.get("kind") == "pretrain"}
     sec.figure("pretrain_losses.png", pretrain_curves(c, pre), "Pretraining losses per task.")
+    health_section(sec, [(k.info.run_name, k.data.tags.get("health")) for k in kids
+                         if k.data.tags.get("kind") == "pretrain"])
     return sec
 
 
@@ -305,7 +348,8 @@ def build_report(target: str, *, tracking_uri: str, out_dir: Path | None = None,
     c = client(tracking_uri)
     title, runs = resolve_targets(c, target)
     sections = [section_for(c, r, top_k) for r in runs]
-    out = out_dir or Path("reports") / re.sub(r"[^A-Za-z0-9_.-]", "_", target)
+    out = out_dir or Path("reports") / check_name(  # an experiment named '..' must not write outside reports/
+        "report folder reports/<target> (choose another with --out)", re.sub(r"[^A-Za-z0-9_.-]", "_", target))
     md, page = write_report(out, title, sections)
     if attach_to_runs:
         for s in sections:

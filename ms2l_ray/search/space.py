@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -34,6 +33,7 @@ from typing import Any, TypeVar
 import yaml
 
 from ms2l_ray.config import PRESETS, Config, ConfigError, apply_delta
+from ms2l_ray.names import check_name
 from ms2l_ray.pipeline import FROM_SCRATCH, Evaluation, parse_evaluations
 from ms2l_ray.search.params import Param, as_mapping, known_keys, number, parse_param
 
@@ -177,8 +177,7 @@ def parse_space(raw: Any, source: str, name: str | None = None) -> SearchSpace:
         raise ConfigError(f"{source}: expected a mapping at top level, got {type(raw).__name__}")
     known_keys(raw, SPACE_KEYS, source)
     name = raw.get("name", name or "search")
-    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
-        raise ConfigError(f"{source}: name: letters, digits, '_', '.', '-' only, got {name!r}")
+    check_name(f"{source}: name", name)  # becomes the search's folder name
     preset = raw.get("preset", "small")
     if preset not in PRESETS:
         raise ConfigError(f"{source}: preset: must be one of {sorted(PRESETS)}, got {preset!r}")

@@ -17,15 +17,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ms2l_ray.config import ConfigError
 from ms2l_ray.distributed.spec import Resources
 from ms2l_ray.distributed.trainer import default_storage_path
+from ms2l_ray.names import check_name, unique_name
 from ms2l_ray.orchestrate import Tracking
 from ms2l_ray.search.runs import TrialRunsCallback
 from ms2l_ray.search.sampling import FINAL, OBJECTIVE, REJECTED, make_scheduler, make_search_alg
@@ -57,7 +56,7 @@ def search_dir(storage_path: str | None, name: str) -> Path:
     if "://" in storage:
         raise ValueError(f"--storage-path {storage}: a search keeps its Optuna study and trial outputs beside Tune's "
                          f"state; use a local or shared-filesystem path")
-    return Path(storage).resolve() / name
+    return Path(storage).resolve() / check_name("search name", name)
 
 
 @dataclass
@@ -145,7 +144,7 @@ def run_search(space: SearchSpace, *, name: str | None = None, storage_path: str
     import ray
 
     resources = resources or Resources()
-    name = name or f"{space.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    name = check_name("--name", name) if name else unique_name(space.name)
     directory = search_dir(storage_path, name)
     if (directory / RECORD).exists():
         raise ValueError(f"search {name!r} already exists in {directory}; continue it with --resume or pick --name")
@@ -240,7 +239,3 @@ def _fit(tuner: Any, space: SearchSpace, setup: TrialSetup, record: SearchRecord
             parent.end("KILLED")  # --resume reopens it
         raise
 
-
-def check_name(name: str | None) -> None:
-    if name is not None and not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
-        raise ConfigError(f"--name: letters, digits, '_', '.', '-' only, got {name!r}")

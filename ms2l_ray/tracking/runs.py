@@ -6,7 +6,6 @@ and passes ``(tracking_uri, run_id)`` to the rank-0 Train worker, which logs per
 
 from __future__ import annotations
 
-import re
 import subprocess
 import time
 from dataclasses import dataclass
@@ -14,15 +13,26 @@ from pathlib import Path
 from typing import Any
 
 from ms2l_ray import __version__
+from ms2l_ray.redact import REDACTED, is_secret_key, redact_text
 from ms2l_ray.tracking.store import default_artifact_location, retrying
 
-SECRET_KEY = re.compile(r"(pass(word)?|secret|token|api[_-]?key|access[_-]?key|credential|auth)", re.IGNORECASE)
 MAX_PARAM_LEN = 6000
 
 
 def mask_secrets(params: dict[str, Any]) -> dict[str, Any]:
-    """Replace values of keys that look like credentials with ``***`` (never log secrets as params)."""
-    return {k: ("***" if SECRET_KEY.search(k) and v not in (None, "") else v) for k, v in params.items()}
+    """Values of credential-looking keys → ``***``; credentials inside other values (URIs) redacted.
+
+    Why both: a key like ``db_token`` says its value is secret, but a dataset given as
+    ``s3://key:secret@bucket/x`` hides one in an innocent key (``data.dataset``). Keys are judged by
+    :func:`ms2l_ray.redact.is_secret_key`, the same rule the cluster-recipe checker uses.
+    """
+    return {k: (REDACTED if is_secret_key(k) and v not in (None, "")
+                else redact_text(v) if isinstance(v, str) else v) for k, v in params.items()}
+
+
+def _safe_tags(tags: dict[str, Any]) -> dict[str, str]:
+    """Tags as strings, with the same masking as params (an ``encoder`` tag may be a credentialed URI)."""
+    return {k: str(v) for k, v in mask_secrets({k: str(v) for k, v in tags.items()}).items()}
 
 
 def code_version() -> dict[str, str]:
@@ -95,7 +105,8 @@ class RunLogger:
     def log_params(self, params: dict[str, Any]) -> None:
         from mlflow.entities import Param
 
-        safe = mask_secrets(params)
+        safe = mask_secrets({k: v if v is None or isinstance(v, (bool, int, float)) else str(v)
+                             for k, v in params.items()})
         items = [Param(k, str(v)[:MAX_PARAM_LEN]) for k, v in safe.items()]
         for i in range(0, len(items), 90):
             self._batch(params=items[i:i + 90])
@@ -103,7 +114,7 @@ class RunLogger:
     def set_tags(self, tags: dict[str, Any]) -> None:
         from mlflow.entities import RunTag
 
-        self._batch(tags=[RunTag(k, str(v)) for k, v in tags.items()])
+        self._batch(tags=[RunTag(k, str(v)) for k, v in _safe_tags(tags).items()])
 
     def _batch(self, **kw: Any) -> None:
         retrying(lambda: self._c.log_batch(self.run_id, **kw))
@@ -139,5 +150,6 @@ def start_run(tracking_uri: str, experiment: str, run_name: str, parent: RunLogg
     if parent is not None:
         all_tags["mlflow.parentRunId"] = parent.run_id
     c = client(tracking_uri)
-    run = retrying(lambda: c.create_run(exp_id, run_name=run_name, tags={k: str(v) for k, v in all_tags.items()}))
+    safe = _safe_tags(all_tags)
+    run = retrying(lambda: c.create_run(exp_id, run_name=run_name, tags=safe))
     return RunLogger(RunRef(tracking_uri, run.info.run_id))

@@ -12,17 +12,23 @@ retries instead of losing the run.
 
 from __future__ import annotations
 
+import base64
 import os
 import random
-import re
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
 from ms2l_ray.config import ConfigError
+from ms2l_ray.redact import REDACTED, is_redacted, redact_text, redact_uri, split_credentials
+
+__all__ = ["DEFAULT_ARTIFACTS", "DEFAULT_DB", "REDACTED", "TrackingError", "check_reachable",
+           "default_artifact_location", "health_request", "redact_uri", "restore_uri", "resolve_tracking_uri",
+           "retrying"]  # REDACTED and redact_uri live in ms2l_ray.redact; re-exported for the callers here
 
 T = TypeVar("T")
 
@@ -51,16 +57,6 @@ def default_artifact_location(tracking_uri: str) -> str | None:
     return None
 
 
-REDACTED = "***"  # what redact_uri puts in place of a URI's credentials
-
-
-def redact_uri(uri: str | None) -> str | None:
-    """``https://user:secret@host`` → ``https://***@host``: URIs written to records or logs carry no credentials."""
-    if uri is None:
-        return None
-    return re.sub(r"^([a-zA-Z][\w+.-]*://)[^/@]+@", rf"\1{REDACTED}@", uri)
-
-
 def restore_uri(recorded: str, given: str | None, what: str) -> str:
     """The tracking URI a resume record names, complete again.
 
@@ -68,7 +64,7 @@ def restore_uri(recorded: str, given: str | None, what: str) -> str:
     recorded, so a resumed run stays in the store it started in; one whose credentials were left out needs
     ``given`` (``--tracking-uri`` or ``MLFLOW_TRACKING_URI``) to be that same URI with them.
     """
-    if f"://{REDACTED}@" not in recorded:
+    if not is_redacted(recorded):
         return recorded
     if given is None or redact_uri(given) != recorded:
         raise ConfigError(f"{what} logs to {recorded} (credentials not recorded): pass that --tracking-uri (or "
@@ -76,25 +72,53 @@ def restore_uri(recorded: str, given: str | None, what: str) -> str:
     return given
 
 
+def health_request(tracking_uri: str) -> urllib.request.Request:
+    """The ``GET <server>/health`` request for an http(s) tracking URI, authenticated the way MLflow would be.
+
+    ``urllib`` reads ``user:pw@host`` as a host name, so the userinfo is taken out of the URL and sent as
+    HTTP basic auth; without userinfo, ``MLFLOW_TRACKING_USERNAME``/``MLFLOW_TRACKING_PASSWORD`` (basic) or
+    ``MLFLOW_TRACKING_TOKEN`` (bearer) are used, as the MLflow client itself does.
+    """
+    url, user, password = split_credentials(tracking_uri)
+    parts = urllib.parse.urlsplit(url)
+    health = urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/") + "/health", "", ""))
+    request = urllib.request.Request(health, method="GET")
+    if user is None and os.environ.get("MLFLOW_TRACKING_USERNAME"):
+        user, password = os.environ["MLFLOW_TRACKING_USERNAME"], os.environ.get("MLFLOW_TRACKING_PASSWORD", "")
+    if user is not None:
+        token = base64.b64encode(f"{user}:{password or ''}".encode()).decode("ascii")
+        request.add_header("Authorization", f"Basic {token}")
+    elif os.environ.get("MLFLOW_TRACKING_TOKEN"):
+        request.add_header("Authorization", f"Bearer {os.environ['MLFLOW_TRACKING_TOKEN']}")
+    return request
+
+
 def check_reachable(tracking_uri: str, timeout_s: float = 5.0) -> None:
-    """Fail fast with a clear message when a tracking server does not answer (before any training)."""
+    """Fail fast with a clear message when a tracking server does not answer (before any training).
+
+    Every message names the URI in :func:`redact_uri`'s form: a credential never reaches stderr or a log.
+    """
+    shown = redact_uri(tracking_uri)
     if tracking_uri.startswith(("http://", "https://")):
-        url = tracking_uri.rstrip("/") + "/health"
         try:
-            with urllib.request.urlopen(url, timeout=timeout_s) as resp:  # noqa: S310 - user-given tracking URI
+            with urllib.request.urlopen(health_request(tracking_uri), timeout=timeout_s) as resp:  # noqa: S310
                 if resp.status != 200:
-                    raise TrackingError(f"MLflow tracking server {tracking_uri} answered {resp.status} on /health")
-        except (urllib.error.URLError, OSError, TimeoutError) as exc:
-            raise TrackingError(f"MLflow tracking server {tracking_uri} is unreachable ({exc}); start it or pass "
-                                f"another --tracking-uri / MLFLOW_TRACKING_URI") from exc
+                    raise TrackingError(f"MLflow tracking server {shown} answered {resp.status} on /health")
+        except urllib.error.HTTPError as exc:
+            hint = " (check the credentials in the URI or MLFLOW_TRACKING_USERNAME/PASSWORD)" \
+                if exc.code in (401, 403) else ""
+            raise TrackingError(f"MLflow tracking server {shown} answered {exc.code} on /health{hint}") from None
+        except (urllib.error.URLError, OSError, TimeoutError, ValueError) as exc:
+            raise TrackingError(f"MLflow tracking server {shown} is unreachable ({redact_text(str(exc))}); start it "
+                                f"or pass another --tracking-uri / MLFLOW_TRACKING_URI") from None
     elif tracking_uri.startswith("sqlite:///"):
         parent = Path(tracking_uri[len("sqlite:///"):]).parent
         if not parent.is_dir():
-            raise TrackingError(f"tracking URI {tracking_uri}: directory {parent} does not exist")
+            raise TrackingError(f"tracking URI {shown}: directory {parent} does not exist")
     elif tracking_uri.startswith(("file:", "/")) or "://" not in tracking_uri:
         return
     elif not tracking_uri.startswith(("databricks", "postgresql", "mysql", "mssql")):
-        raise TrackingError(f"unsupported tracking URI {tracking_uri!r}")
+        raise TrackingError(f"unsupported tracking URI {shown!r}")
 
 
 def _transient(exc: BaseException) -> bool:

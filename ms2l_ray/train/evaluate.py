@@ -15,6 +15,7 @@ the weights of the best validation epoch, and reported only.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,12 +31,14 @@ from ms2l_ray.model.heads import LinearClassifier
 from ms2l_ray.model.ms2l import MS2L
 from ms2l_ray.train.batches import eval_batches, train_batches
 from ms2l_ray.train.classifier import ClassifierModel
+from ms2l_ray.train.collectives import all_reduce_sum
 from ms2l_ray.train.features import extract_features
 from ms2l_ray.train.knn import knn_accuracy, knn_logits
 from ms2l_ray.train.loop import LoopContext, Progress, unwrap
-from ms2l_ray.train.metrics import all_reduce_sum, confusion_matrix, per_class_accuracy, topk_correct
+from ms2l_ray.train.metrics import confusion_matrix, per_class_accuracy, topk_correct
 from ms2l_ray.train.optim import build_optimizer, clip_per_module
-from ms2l_ray.train.pretrain import new_model
+from ms2l_ray.train.precision import Precision
+from ms2l_ray.train.pretrain import bucket_lengths, new_model
 from ms2l_ray.train.runtime import cpu_generator, derive_seed, seed_everything
 
 NEEDS_PRETRAINED = ("linear", "finetune", "semi", "pretrain_joint", "knn")
@@ -67,16 +70,24 @@ def _summarise(hits: torch.Tensor, cm: torch.Tensor, prefix: str) -> tuple[dict[
 
 @torch.no_grad()
 def _evaluate_model(model: nn.Module, cfg: Config, data: SkeletonSet, idx: np.ndarray, ctx: LoopContext,
-                    prefix: str) -> tuple[dict[str, float], torch.Tensor]:
+                    prefix: str, precision: Precision) -> tuple[dict[str, float], torch.Tensor]:
     model.eval()
     hits = torch.zeros(3, dtype=torch.float64)
     cm = torch.zeros(data.num_classes, data.num_classes, dtype=torch.long)
-    for b in eval_batches(idx, cfg.evaluation.optim.batch_size, rank=ctx.rank, world_size=ctx.world_size):
+    for b in eval_batches(idx, cfg.evaluation.optim.batch_size, rank=ctx.rank, world_size=ctx.world_size,
+                          lengths=bucket_lengths(cfg, data, idx)):  # sums and counts: batch order is free
         x, lengths, y = data.batch(b, cfg.data.max_frames)
-        logits = model(x.to(ctx.device), lengths.to(ctx.device)).logits
+        with precision.autocast():
+            logits = model(x.to(ctx.device), lengths.to(ctx.device)).logits
         h, c = _scores(logits.float().cpu(), y, data.num_classes)
         hits, cm = hits + h, cm + c
     return _summarise(hits, cm, prefix)
+
+
+def feature_options(cfg: Config, ctx: LoopContext) -> dict[str, Any]:
+    """:func:`extract_features` keywords from the config: length-sorted batches (``data.bucketing``) and the
+    run's precision (autocast of the frozen encoder)."""
+    return {"bucketing": cfg.data.bucketing, "precision": Precision.make(cfg.precision, ctx.device)}
 
 
 def _finish(best: dict[str, float], history: list[dict[str, float]], cm: torch.Tensor,
@@ -89,7 +100,8 @@ def _knn(cfg: Config, data: SkeletonSet, splits: Splits, train_idx: np.ndarray, 
          ctx: LoopContext) -> EvalResult:
     ms2l.eval()
     kw: dict[str, Any] = dict(batch_size=cfg.evaluation.optim.batch_size, max_frames=cfg.data.max_frames,
-                              device=ctx.device, rank=ctx.rank, world_size=ctx.world_size)
+                              device=ctx.device, rank=ctx.rank, world_size=ctx.world_size,
+                              **feature_options(cfg, ctx))
     bank, bank_y = extract_features(ms2l.encode, data, train_idx, **kw)
     metrics: dict[str, float] = {"best_epoch": 0.0}
     cm = torch.zeros(data.num_classes, data.num_classes, dtype=torch.long)
@@ -104,32 +116,106 @@ def _knn(cfg: Config, data: SkeletonSet, splits: Splits, train_idx: np.ndarray, 
     return _finish(metrics, [dict(metrics, epoch=1.0)], cm, None)
 
 
+@dataclass(frozen=True)
+class ProbeChoice:
+    """One linear-probe setting: learning rate and whether features are standardised."""
+
+    lr: float
+    standardize: bool
+
+
+def probe_grid(cfg: Config) -> list[ProbeChoice]:
+    """The probe settings tried for one encoder: ``evaluation.lr_grid`` (or ``optim.lr``) × standardisation.
+
+    Why a grid: a frozen encoder's feature scale depends on its pretraining (a random encoder, a motion-
+    prediction encoder and a contrastive one differ by orders of magnitude), so a single fixed probe lr
+    compares a well-probed encoder with a badly probed one (REFERENCE.md §2b: careful evaluations pick the
+    probe's lr per encoder on held-out data). The grid order is the tie-break order.
+    """
+    ev = cfg.evaluation
+    lrs = list(ev.lr_grid) or [ev.optim.lr]
+    modes = {"off": [False], "on": [True], "select": [False, True]}[ev.standardize]
+    return [ProbeChoice(lr, st) for st in modes for lr in lrs]
+
+
+def standardizer(train_features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-dimension mean and std of the *training* features only (std floored at 1e-6 for dead dimensions)."""
+    mean = train_features.mean(dim=0)  # [H]
+    std = train_features.std(dim=0, unbiased=False).clamp_min(1e-6)  # [H]
+    return mean, std
+
+
+def fold_standardizer(clf: LinearClassifier, mean: torch.Tensor, std: torch.Tensor) -> None:
+    """Rewrite ``clf`` in place so that on raw features it computes what it computed on ``(f − mean) / std``.
+
+    ``W (f − μ)/σ + b = (W/σ) f + (b − (W/σ) μ)``: the returned classifier then needs no separate transform.
+    """
+    with torch.no_grad():
+        w = clf.fc.weight / std.to(clf.fc.weight)  # [K, H]
+        clf.fc.bias.sub_(w @ mean.to(w))
+        clf.fc.weight.copy_(w)
+
+
 def _linear(cfg: Config, data: SkeletonSet, splits: Splits, train_idx: np.ndarray, ms2l: MS2L,
             ctx: LoopContext) -> EvalResult:
-    """Linear protocol on cached frozen features (identical updates to re-encoding every epoch)."""
+    """Linear protocol on cached frozen features (identical updates to re-encoding every epoch).
+
+    Every setting of :func:`probe_grid` trains a probe with model selection on validation; the setting with
+    the best validation top-1 is retrained with the job's hooks (deterministic: the same run again) and
+    only its best-validation weights see the test split.
+    """
     ms2l.eval()
     o = cfg.evaluation.optim
     kw: dict[str, Any] = dict(batch_size=o.batch_size, max_frames=cfg.data.max_frames, device=ctx.device,
-                              rank=ctx.rank, world_size=ctx.world_size)
-    feats = {p: extract_features(ms2l.encode, data, idx, **kw)
-             for p, idx in (("train", train_idx), ("val", splits.val), ("test", splits.test))}
+                              rank=ctx.rank, world_size=ctx.world_size, **feature_options(cfg, ctx))
+    raw = {p: extract_features(ms2l.encode, data, idx, **kw)
+           for p, idx in (("train", train_idx), ("val", splits.val), ("test", splits.test))}
+    mean, std = standardizer(raw["train"][0])
+    scaled = {p: ((f - mean) / std, y) for p, (f, y) in raw.items()}
+    grid = probe_grid(cfg)
+    choice = grid[0]
+    if len(grid) > 1:
+        scores = []
+        for c in grid:
+            best, _, _ = _fit_probe(cfg, scaled if c.standardize else raw, c.lr, data.num_classes, ctx, hooks=False)
+            scores.append(best["val_top1"])
+            ctx.say(f"[linear] probe lr={c.lr:g} standardize={c.standardize}: val_top1={best['val_top1']:.2f}")
+        choice = grid[int(np.argmax(scores))]  # first best in grid order
+    feats = scaled if choice.standardize else raw
+    best, clf, history = _fit_probe(cfg, feats, choice.lr, data.num_classes, ctx, hooks=True)
+    test, cm = _score_probe(clf, feats, "test", data.num_classes, ctx)
+    best.update(test)
+    best.update(probe_lr=choice.lr, probe_standardized=float(choice.standardize))
+    if choice.standardize:
+        fold_standardizer(clf, mean, std)
+    return _finish(best, history, cm, clf)
+
+
+Features = dict[str, tuple[torch.Tensor, torch.Tensor]]
+
+
+def _score_probe(clf: nn.Module, feats: Features, part: str, num_classes: int,
+                 ctx: LoopContext) -> tuple[dict[str, float], torch.Tensor]:
+    f, y = feats[part]
+    with torch.no_grad():
+        logits = clf(f.to(ctx.device)).float().cpu() if len(f) else torch.zeros(0, num_classes)
+    h, c = _scores(logits, y, num_classes)
+    return {f"{part}_top1": 100.0 * float(h[0]) / max(float(h[2]), 1.0),
+            f"{part}_top5": 100.0 * float(h[1]) / max(float(h[2]), 1.0)}, c
+
+
+def _fit_probe(cfg: Config, feats: Features, lr: float, num_classes: int, ctx: LoopContext,
+               hooks: bool) -> tuple[dict[str, float], LinearClassifier, list[dict[str, float]]]:
+    """Train one probe at ``lr``; return the best-validation metrics, the classifier at that epoch, history."""
+    o = dataclasses.replace(cfg.evaluation.optim, lr=lr)
     seed_everything(derive_seed(cfg.seed, 0x11EA))
-    clf = LinearClassifier(feats["train"][0].shape[1], data.num_classes).to(ctx.device)
+    clf = LinearClassifier(feats["train"][0].shape[1], num_classes).to(ctx.device)
     wrapped = ctx.wrap_model(clf)
     opt, sched = build_optimizer(clf.parameters(), o)
-    pos = np.arange(len(train_idx))
+    pos = np.arange(len(feats["train"][0]))
     best: dict[str, float] = {}
     best_state = copy.deepcopy(clf.state_dict())
     history: list[dict[str, float]] = []
-
-    def score(part: str) -> tuple[dict[str, float], torch.Tensor]:
-        f, y = feats[part]
-        with torch.no_grad():
-            logits = clf(f.to(ctx.device)).float().cpu() if len(f) else torch.zeros(0, data.num_classes)
-        h, c = _scores(logits, y, data.num_classes)
-        return {f"{part}_top1": 100.0 * float(h[0]) / max(float(h[2]), 1.0),
-                f"{part}_top5": 100.0 * float(h[1]) / max(float(h[2]), 1.0)}, c
-
     for epoch in range(o.epochs):
         seed_everything(derive_seed(cfg.seed, epoch, ctx.rank, 3))
         wrapped.train()
@@ -145,16 +231,15 @@ def _linear(cfg: Config, data: SkeletonSet, splits: Splits, train_idx: np.ndarra
             total, seen = total + float(loss.detach()) * len(b), seen + len(b)
         sched.step()
         m = {"epoch": float(epoch + 1), "train_loss": total / max(seen, 1), "lr": opt.param_groups[0]["lr"]}
-        m.update(score("val")[0])
+        m.update(_score_probe(clf, feats, "val", num_classes, ctx)[0])
         history.append(m)
-        _hook(ctx, epoch, m, clf, opt, sched, history, cfg, best)
+        if hooks:
+            _hook(ctx, epoch, m, clf, opt, sched, history, cfg, best)
         if not best or m["val_top1"] > best["val_top1"]:
             best = {"val_top1": m["val_top1"], "val_top5": m["val_top5"], "best_epoch": float(epoch + 1)}
             best_state = copy.deepcopy(clf.state_dict())
     clf.load_state_dict(best_state)
-    test, cm = score("test")
-    best.update(test)
-    return _finish(best, history, cm, clf)
+    return best, clf, history
 
 
 def _hook(ctx: LoopContext, epoch: int, metrics: dict[str, float], model: nn.Module, opt: torch.optim.Optimizer,
@@ -177,11 +262,13 @@ def _train_classifier(cfg: Config, data: SkeletonSet, splits: Splits, train_idx:
     model = ClassifierModel(ms2l, LinearClassifier(cfg.model.hidden_size, data.num_classes), joint).to(ctx.device)
     wrapped = ctx.wrap_model(model)
     opt, sched = build_optimizer(model.parameters(), o)
+    precision = Precision.make(cfg.precision, ctx.device)
     best: dict[str, float] = {}
     best_state = copy.deepcopy(model.state_dict())
     history: list[dict[str, float]] = []
+    train_lengths = bucket_lengths(cfg, data, train_idx)
     n_steps = len(train_batches(train_idx, o.batch_size, seed=cfg.seed, epoch=0, rank=ctx.rank,
-                                world_size=ctx.world_size))
+                                world_size=ctx.world_size, lengths=train_lengths))
     if n_steps == 0:
         raise ValueError(f"{len(train_idx)} labelled training samples: too few for batch size {o.batch_size}")
     progress = Progress(ctx, o.epochs, n_steps, cfg.log_every, strategy)
@@ -192,22 +279,22 @@ def _train_classifier(cfg: Config, data: SkeletonSet, splits: Splits, train_idx:
         total, seen, t0 = 0.0, 0, time.perf_counter()
         progress.restart_epoch_clock()
         for step, b in enumerate(train_batches(train_idx, o.batch_size, seed=cfg.seed, epoch=epoch, rank=ctx.rank,
-                                               world_size=ctx.world_size)):
+                                               world_size=ctx.world_size, lengths=train_lengths)):
             x, lengths, y = data.batch(b, cfg.data.max_frames)
-            out = wrapped(x.to(ctx.device), lengths.to(ctx.device), gen)
-            loss = F.cross_entropy(out.logits, y.to(ctx.device))
+            with precision.autocast():
+                out = wrapped(x.to(ctx.device), lengths.to(ctx.device), gen)
+            loss = F.cross_entropy(out.logits.float(), y.to(ctx.device))  # fp32 loss (no-op cast under fp32)
             if out.ssl is not None:
                 loss = loss + out.ssl.loss
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            clip_per_module(unwrap(wrapped).children(), o.grad_clip)
-            opt.step()
+            precision.backward(loss)
+            precision.step(opt, lambda: clip_per_module(unwrap(wrapped).children(), o.grad_clip))
             total, seen = total + float(loss.detach()) * len(b), seen + len(b)
             progress.step(epoch, step, {"loss": float(loss.detach())})
         sched.step()
         m = {"epoch": float(epoch + 1), "train_loss": total / max(seen, 1), "lr": opt.param_groups[0]["lr"],
              "throughput_seq_s": seen * ctx.world_size / max(time.perf_counter() - t0, 1e-9)}
-        m.update(_evaluate_model(model, cfg, data, splits.val, ctx, "val")[0])
+        m.update(_evaluate_model(model, cfg, data, splits.val, ctx, "val", precision)[0])
         history.append(m)
         ctx.say(f"[{strategy}] epoch {epoch + 1}/{o.epochs} loss={m['train_loss']:.4f} val_top1={m['val_top1']:.2f}")
         _hook(ctx, epoch, m, model, opt, sched, history, cfg, best)
@@ -215,7 +302,7 @@ def _train_classifier(cfg: Config, data: SkeletonSet, splits: Splits, train_idx:
             best = {"val_top1": m["val_top1"], "val_top5": m["val_top5"], "best_epoch": float(epoch + 1)}
             best_state = copy.deepcopy(model.state_dict())
     model.load_state_dict(best_state)
-    test, cm = _evaluate_model(model, cfg, data, splits.test, ctx, "test")
+    test, cm = _evaluate_model(model, cfg, data, splits.test, ctx, "test", precision)
     best.update(test)
     return _finish(best, history, cm, model)
 
@@ -245,4 +332,5 @@ def evaluate(cfg: Config, data: SkeletonSet, splits: Splits, pretrained: MS2L | 
     else:
         result = _train_classifier(cfg, data, splits, train_idx, ms2l, ctx)
     result.metrics["train_labelled"] = float(len(train_idx))
+    result.metrics.update(Precision.make(cfg.precision, ctx.device).metrics())  # the resolved precision
     return result

@@ -31,7 +31,7 @@ def knn_logits(bank: torch.Tensor, bank_labels: torch.Tensor, query: torch.Tenso
         sim = q @ bank_n.T  # [q, N]
         top_sim, top_idx = sim.topk(k, dim=1)  # [q, k]
         weights = (top_sim / temperature).exp()  # [q, k]
-        votes = torch.zeros(len(q), num_classes, dtype=weights.dtype)
+        votes = torch.zeros(len(q), num_classes, dtype=weights.dtype, device=weights.device)  # bank's device
         votes.scatter_add_(1, bank_labels[top_idx], weights)  # [q, K]
         out.append(votes)
     return torch.cat(out)

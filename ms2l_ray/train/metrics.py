@@ -1,9 +1,11 @@
-"""Classification metrics: top-k accuracy, confusion matrix, per-class accuracy (distributed-safe sums)."""
+"""Classification metrics: top-k accuracy, confusion matrix, per-class accuracy.
+
+Summing them over DDP ranks is ``ms2l_ray.train.collectives.all_reduce_sum`` (backend-aware devices).
+"""
 
 from __future__ import annotations
 
 import torch
-import torch.distributed as dist
 
 
 def topk_correct(logits: torch.Tensor, labels: torch.Tensor, ks: tuple[int, ...] = (1, 5)) -> dict[int, int]:
@@ -16,14 +18,6 @@ def topk_correct(logits: torch.Tensor, labels: torch.Tensor, ks: tuple[int, ...]
     top = logits.topk(kmax, dim=1).indices  # [N, kmax]
     hits = top == labels.unsqueeze(1)  # [N, kmax]
     return {k: int(hits[:, : min(k, kmax)].any(dim=1).sum()) for k in ks}
-
-
-def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
-    """Sum over DDP ranks when a process group is up (evaluation shards are disjoint)."""
-    if dist.is_available() and dist.is_initialized():
-        t = t.clone()
-        dist.all_reduce(t, op=dist.ReduceOp.SUM)
-    return t
 
 
 def confusion_matrix(pred: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:

@@ -18,21 +18,25 @@ import torch
 from ms2l_ray.config import Config, to_dict
 from ms2l_ray.data.container import SkeletonSet, Splits
 from ms2l_ray.model.ms2l import MS2L, build_ms2l
-from ms2l_ray.train.batches import eval_batches, train_batches
+from ms2l_ray.train.batches import eval_batches, padded_lengths, train_batches
+from ms2l_ray.train.collectives import all_reduce_sum
 from ms2l_ray.train.features import extract_features
+from ms2l_ray.train.health import HealthNote, assess, embedding_stats
 from ms2l_ray.train.knn import knn_accuracy
 from ms2l_ray.train.loop import LoopContext, Progress
-from ms2l_ray.train.metrics import all_reduce_sum
 from ms2l_ray.train.optim import build_optimizer, clip_per_module
+from ms2l_ray.train.precision import Precision
 from ms2l_ray.train.runtime import cpu_generator, derive_seed, seed_everything
 
 
 @dataclass
 class PretrainResult:
-    """The trained model (unwrapped, on its device), per-epoch history and the last epoch's metrics."""
+    """The trained model (unwrapped, on its device), per-epoch history, the last epoch's metrics and the
+    pretext-task health notes (:func:`ms2l_ray.train.health.assess` of the history; empty when healthy)."""
 
     model: MS2L
     history: list[dict[str, float]] = field(default_factory=list)
+    health: list[HealthNote] = field(default_factory=list)
 
     @property
     def final(self) -> dict[str, float]:
@@ -45,19 +49,27 @@ def new_model(cfg: Config, data: SkeletonSet, device: torch.device) -> MS2L:
     return build_ms2l(cfg.model, cfg.tasks, data.num_features).to(device)
 
 
+def bucket_lengths(cfg: Config, data: SkeletonSet, idx: np.ndarray) -> np.ndarray | None:
+    """Padded lengths of ``idx`` for the length-bucketed batch plans when ``data.bucketing`` is on, else None
+    (the random plans; :mod:`ms2l_ray.train.batches`)."""
+    return padded_lengths(data.lengths, idx, cfg.data.max_frames) if cfg.data.bucketing else None
+
+
 @torch.no_grad()
 def _validate(model: torch.nn.Module, cfg: Config, data: SkeletonSet, idx: np.ndarray,
-              ctx: LoopContext) -> dict[str, float]:
+              ctx: LoopContext, precision: Precision) -> dict[str, float]:
     """Mean pretext losses/accuracies on the validation part, with a fixed augmentation stream."""
     model.eval()
     gen = cpu_generator(derive_seed(cfg.seed, 0x7A1))
     sums: dict[str, float] = defaultdict(float)
     count = 0
-    for b in eval_batches(idx, cfg.pretrain.batch_size, rank=ctx.rank, world_size=ctx.world_size):
+    for b in eval_batches(idx, cfg.pretrain.batch_size, rank=ctx.rank, world_size=ctx.world_size,
+                          lengths=bucket_lengths(cfg, data, idx)):
         if len(b) < 2:
             continue
         x, lengths, _ = data.batch(b, cfg.data.max_frames)
-        out = model(x.to(ctx.device), lengths.to(ctx.device), gen)
+        with precision.autocast():
+            out = model(x.to(ctx.device), lengths.to(ctx.device), gen)
         for k, v in {"loss": out.loss, **out.metrics}.items():
             sums[k] += float(v) * len(b)
         count += len(b)
@@ -67,16 +79,21 @@ def _validate(model: torch.nn.Module, cfg: Config, data: SkeletonSet, idx: np.nd
     return {f"val_{k}": float(totals[i]) / n for i, k in enumerate(keys)} if n else {}
 
 
-def knn_probe(model: MS2L, cfg: Config, data: SkeletonSet, splits: Splits, ctx: LoopContext) -> dict[str, float]:
-    """KNN top-1/top-5 on validation features against the training bank (the early-stopping proxy)."""
+def knn_probe(model: MS2L, cfg: Config, data: SkeletonSet, splits: Splits, ctx: LoopContext,
+              precision: Precision | None = None) -> dict[str, float]:
+    """KNN top-1/top-5 on validation features against the training bank (the early-stopping proxy), plus the
+    validation embeddings' spread (``val_emb_std_mean/min``, ``val_emb_dead_frac``, ``val_samples``) that the
+    collapse check of :mod:`ms2l_ray.train.health` reads — the features are already extracted here."""
     model.eval()
     kw: dict[str, Any] = dict(batch_size=cfg.pretrain.batch_size, max_frames=cfg.data.max_frames, device=ctx.device,
-                              rank=ctx.rank, world_size=ctx.world_size)
+                              rank=ctx.rank, world_size=ctx.world_size, bucketing=cfg.data.bucketing,
+                              precision=precision or Precision.make(cfg.precision, ctx.device))
     bank, bank_y = extract_features(model.encode, data, splits.train, **kw)
     query, query_y = extract_features(model.encode, data, splits.val, **kw)
     acc = knn_accuracy(bank, bank_y, query, query_y, data.num_classes, cfg.evaluation.knn_k,
                        cfg.evaluation.knn_temperature)
-    return {"val_knn_top1": acc["top1"], "val_knn_top5": acc["top5"]}
+    spread = {f"val_{k}": v for k, v in embedding_stats(query).items()}
+    return {"val_knn_top1": acc["top1"], "val_knn_top5": acc["top5"], **spread}
 
 
 def pretrain(cfg: Config, data: SkeletonSet, splits: Splits, ctx: LoopContext | None = None,
@@ -90,18 +107,21 @@ def pretrain(cfg: Config, data: SkeletonSet, splits: Splits, ctx: LoopContext | 
     model = new_model(cfg, data, ctx.device)
     wrapped = ctx.wrap_model(model)
     opt, sched = build_optimizer(model.parameters(), cfg.pretrain)
+    precision = Precision.make(cfg.precision, ctx.device)
     history: list[dict[str, float]] = []
     start = 0
     if resume is not None:
         model.load_state_dict(resume["model"])
         opt.load_state_dict(resume["optimizer"])
         sched.load_state_dict(resume["scheduler"])
+        precision.load_state_dict(resume.get("scaler"))
         history = list(resume["history"])
         start = int(resume["epoch"]) + 1
         ctx.say(f"[pretrain] resuming after epoch {start}")
     epochs, o = cfg.pretrain.epochs, cfg.pretrain
+    train_lengths = bucket_lengths(cfg, data, splits.train)
     n_steps = len(train_batches(splits.train, o.batch_size, seed=cfg.seed, epoch=0, rank=ctx.rank,
-                                world_size=ctx.world_size))
+                                world_size=ctx.world_size, lengths=train_lengths))
     if n_steps == 0:
         raise ValueError(f"training part has {len(splits.train)} samples: too few for batch size {o.batch_size}")
     progress = Progress(ctx, epochs, n_steps, cfg.log_every, "pretrain")
@@ -113,14 +133,14 @@ def pretrain(cfg: Config, data: SkeletonSet, splits: Splits, ctx: LoopContext | 
         seen, t0 = 0, time.perf_counter()
         progress.restart_epoch_clock()
         batches = train_batches(splits.train, o.batch_size, seed=cfg.seed, epoch=epoch, rank=ctx.rank,
-                                world_size=ctx.world_size)
+                                world_size=ctx.world_size, lengths=train_lengths)
         for step, b in enumerate(batches):
             x, lengths, _ = data.batch(b, cfg.data.max_frames)
-            out = wrapped(x.to(ctx.device), lengths.to(ctx.device), gen)
+            with precision.autocast():
+                out = wrapped(x.to(ctx.device), lengths.to(ctx.device), gen)
             opt.zero_grad(set_to_none=True)
-            out.loss.backward()
-            clip_per_module(model.children(), o.grad_clip)
-            opt.step()
+            precision.backward(out.loss)
+            precision.step(opt, lambda: clip_per_module(model.children(), o.grad_clip))
             values = {"loss": float(out.loss.detach()), **{k: float(v.detach()) for k, v in out.metrics.items()}}
             for k, v in values.items():
                 sums[k] += v * len(b)
@@ -131,11 +151,11 @@ def pretrain(cfg: Config, data: SkeletonSet, splits: Splits, ctx: LoopContext | 
         elapsed = time.perf_counter() - t0
         metrics = {f"train_{k}": v / seen for k, v in sums.items()}
         metrics.update(epoch=float(epoch + 1), lr=lr, epoch_time_s=elapsed,
-                       throughput_seq_s=seen * ctx.world_size / max(elapsed, 1e-9))
-        metrics.update(_validate(wrapped, cfg, data, splits.val, ctx))
+                       throughput_seq_s=seen * ctx.world_size / max(elapsed, 1e-9), **precision.metrics())
+        metrics.update(_validate(wrapped, cfg, data, splits.val, ctx, precision))
         last = epoch + 1 == epochs
         if len(splits.val) and (last or (cfg.knn_every and (epoch + 1) % cfg.knn_every == 0)):
-            metrics.update(knn_probe(model, cfg, data, splits, ctx))
+            metrics.update(knn_probe(model, cfg, data, splits, ctx, precision))
         history.append(metrics)
         ctx.say(f"[pretrain] epoch {epoch + 1}/{epochs} " + " ".join(
             f"{k}={v:.4f}" for k, v in metrics.items() if k.startswith(("train_", "val_"))))
@@ -145,8 +165,13 @@ def pretrain(cfg: Config, data: SkeletonSet, splits: Splits, ctx: LoopContext | 
             return copy.deepcopy({"kind": "pretrain", "epoch": epoch, "model": model.state_dict(),
                                   "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                                   "history": list(history), "config": to_dict(cfg),
-                                  "num_features": data.num_features})
+                                  "num_features": data.num_features, "scaler": precision.state_dict()})
 
         for hook in ctx.hooks:
             hook(epoch, metrics, make_state)
-    return PretrainResult(model=model, history=history)
+    health = assess(history, cfg)
+    for note in health:
+        ctx.say(f"[health] {note.task} ({note.kind}): {note.message}")
+    if not health:
+        ctx.say("[health] pretext tasks look healthy (no chance-level, trivial, scale or collapse findings)")
+    return PretrainResult(model=model, history=history, health=health)
