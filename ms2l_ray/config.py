@@ -90,9 +90,12 @@ class DataConfig:
     builtin_sequences: int = 10000  # size of the built-in dataset
     builtin_seed: int = 0  # the built-in dataset is a pure function of this seed
     limit: int = 0  # if > 0, keep only the first `limit` samples of each split part (smoke runs)
-    # Training batches of clips of similar length ("sortish": sorted within random chunks of 50 batches, batch
-    # order shuffled, seeded per epoch), evaluation batches sorted by length: a batch pads to near its mean
-    # length, not to its longest clip. false: the reference's random batches (ms2l_ray.train.batches).
+    # true: training batches of clips of similar length ("sortish": sorted within random chunks of 50 batches,
+    # batch order shuffled, seeded per epoch) and length-sorted evaluation batches, so a batch pads to near its
+    # mean length, not its longest clip (NTU-like lengths: several times fewer GRU steps). false (default): the
+    # reference's random batches. Off by measurement: `small` preset, seed 0, 1 thread, loaded 2-core machine:
+    # bucketed vs random: pretraining 1915 vs 1995 s (T = 64 caps most clips: little padding) but linear test top-1 66.8
+    # vs 70.6 and KNN 79.9 vs 84.6 (ms2l_ray.train.batches).
     bucketing: bool = False
 
 

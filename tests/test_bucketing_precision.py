@@ -145,12 +145,12 @@ def test_extract_features_returns_rows_in_index_order_when_bucketing() -> None:
 
 def test_bucketing_and_precision_config_fields() -> None:
     cfg = Config()
-    assert cfg.data.bucketing is True and cfg.precision == "auto"
+    assert cfg.data.bucketing is False and cfg.precision == "auto"  # the reference's random batches by default
     with pytest.raises(ConfigError, match=r"precision: must be one of \('auto', 'fp32', 'bf16', 'fp16'\), got 'fp64'"):
         load_config("smoke", overrides=["precision=fp64"])
     with pytest.raises(ConfigError, match="data.bucketing: expected bool, got int 3"):
         load_config("smoke", overrides=["data.bucketing=3"])
-    assert load_config("smoke", overrides=["data.bucketing=false"]).data.bucketing is False
+    assert load_config("smoke", overrides=["data.bucketing=true"]).data.bucketing is True
 
 
 def test_stored_configs_without_the_new_fields_replay_their_old_behaviour() -> None:
@@ -205,11 +205,11 @@ def test_fp32_pretraining_numbers_are_unchanged() -> None:
     torch.set_num_threads(1)  # the pinned values are single-threaded (a GEMM's sums depend on its thread split)
     try:
         hist = _pretrain_history(cfg)
+        auto = _pretrain_history(smoke("pretrain.epochs=2", "data.bucketing=false"))  # auto → fp32 on CPU
     finally:
         torch.set_num_threads(threads)
     assert [h["train_loss"] for h in hist] == FP32_TRAIN_LOSS
     assert [h[PRECISION_METRIC] for h in hist] == [0.0, 0.0]
-    auto = _pretrain_history(smoke("pretrain.epochs=2", "data.bucketing=false"))  # auto → fp32 on CPU
     assert _stable(auto) == _stable(hist)
 
 
