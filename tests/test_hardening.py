@@ -108,7 +108,8 @@ PREPARE_REFUSED = [  # (argv after `ms2l data prepare`, path that must stay unch
      "out {d}: is the source {d}/stgcn (or holds it); the store would replace the dataset it is made from; "
      "choose another OUT"),
     (["nw-ucla", "ucla", "ucla", "--force"], "ucla",
-     "out {d}/ucla: is the source " + str(UCLA.resolve()) + " (or holds it); the store would replace the dataset it is made "
+     "out {d}/ucla: is the source " + str(UCLA.resolve()) + " (or holds it); the store would replace the dataset "
+     "it is made "
      "from; choose another OUT"),
     (["ntu", "somedir", "notes.txt", "--missing-list", "notes.txt", "--force"], "notes.txt",
      "out {d}/notes.txt: is the source {d}/notes.txt (or holds it); the store would replace the dataset it is made "
