@@ -62,10 +62,15 @@ def _scores(logits: torch.Tensor, labels: torch.Tensor, num_classes: int) -> tup
     return torch.tensor([hits[1], hits[5], len(labels)], dtype=torch.float64), cm
 
 
+def _percentages(hits: torch.Tensor, prefix: str) -> dict[str, float]:
+    """``{prefix_top1, prefix_top5}`` in % from a ``[top1, top5, n]`` hits tensor (0 when n = 0)."""
+    n = max(float(hits[2]), 1.0)
+    return {f"{prefix}_top1": 100.0 * float(hits[0]) / n, f"{prefix}_top5": 100.0 * float(hits[1]) / n}
+
+
 def _summarise(hits: torch.Tensor, cm: torch.Tensor, prefix: str) -> tuple[dict[str, float], torch.Tensor]:
     hits, cm = all_reduce_sum(hits), all_reduce_sum(cm)
-    n = max(float(hits[2]), 1.0)
-    return {f"{prefix}_top1": 100.0 * float(hits[0]) / n, f"{prefix}_top5": 100.0 * float(hits[1]) / n}, cm
+    return _percentages(hits, prefix), cm
 
 
 @torch.no_grad()
@@ -200,8 +205,7 @@ def _score_probe(clf: nn.Module, feats: Features, part: str, num_classes: int,
     with torch.no_grad():
         logits = clf(f.to(ctx.device)).float().cpu() if len(f) else torch.zeros(0, num_classes)
     h, c = _scores(logits, y, num_classes)
-    return {f"{part}_top1": 100.0 * float(h[0]) / max(float(h[2]), 1.0),
-            f"{part}_top5": 100.0 * float(h[1]) / max(float(h[2]), 1.0)}, c
+    return _percentages(h, part), c
 
 
 def _fit_probe(cfg: Config, feats: Features, lr: float, num_classes: int, ctx: LoopContext,
