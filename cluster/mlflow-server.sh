@@ -8,55 +8,107 @@
 #   read -rs PGPASSWORD && export PGPASSWORD    # read by libpq; never put the password in the URI
 #   export MLFLOW_ARTIFACTS_DESTINATION=s3://your-bucket/mlflow   # gs://... or /mnt/shared/mlflow
 #   cluster/mlflow-server.sh                  # http://127.0.0.1:5000, this machine only
-#   cluster/mlflow-server.sh --host 10.0.0.5 --allowed-hosts 10.0.0.5:5000   # opt-in: the private network
+#   cluster/mlflow-server.sh --host 10.0.0.5 --allowed-hosts 10.0.0.5:5000 --app-name basic-auth
 #   cluster/mlflow-server.sh --dry-run        # print the command instead of running it
 #
 # Safe default: the server listens on 127.0.0.1 only; reach it from a laptop with
 # `ssh -L 5000:127.0.0.1:5000 <server>`. Ray workers on other nodes must reach it too, which needs an
 # explicit --host on a private interface (a security group / firewall limiting port 5000 to the
-# cluster) and --allowed-hosts; --host 0.0.0.0 additionally needs --i-know-this-is-public. For
-# usernames and passwords add --app-name basic-auth (clients then read MLFLOW_TRACKING_USERNAME and
-# MLFLOW_TRACKING_PASSWORD from their environment).
+# cluster), --allowed-hosts and authentication (--app-name basic-auth: clients then read
+# MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD from their environment); --host 0.0.0.0 (or ::)
+# additionally needs --i-know-this-is-public.
+#
+# The script parses every argument itself and hands mlflow only the host and port it checked: an option
+# it does not know is refused (exit 2) rather than passed on, so no spelling (--host=0.0.0.0, -h 0,
+# -h0, --gunicorn-opts "--bind 0.0.0.0:5000", MLFLOW_UVICORN_OPTS=...) gets around the bind check.
 set -euo pipefail
+
+die() { echo "mlflow-server.sh: $*" >&2; exit 2; }
 
 host=127.0.0.1
 port=5000
 allowed_hosts=""
+app_name=""
 public=0
 dry_run=0
 extra=()
+
+# "--opt value", "--opt=value" and, for short options, "-o value" / "-ovalue"; sets $value and $used.
+take() {
+  local opt=$1 short=$2 arg=$3 next=${4-}
+  used=0
+  if [[ "$arg" == "$opt" || ( -n "$short" && "$arg" == "$short" ) ]]; then
+    [[ $# -ge 4 ]] || die "$arg needs a value"
+    value=$next; used=2
+  elif [[ "$arg" == "$opt="* ]]; then
+    value=${arg#"$opt="}; used=1
+  elif [[ -n "$short" && "$arg" == "$short"?* ]]; then
+    value=${arg#"$short"}; used=1
+  fi
+  return 0
+}
+
 while [[ $# -gt 0 ]]; do
-  case "$1" in
-    --host) host="$2"; shift 2 ;;
-    --port) port="$2"; shift 2 ;;
-    --allowed-hosts) allowed_hosts="$2"; shift 2 ;;
-    --i-know-this-is-public) public=1; shift ;;
-    --dry-run) dry_run=1; shift ;;
-    *) extra+=("$1"); shift ;;
+  arg=$1
+  case "$arg" in
+    --i-know-this-is-public) public=1; shift; continue ;;
+    --dry-run) dry_run=1; shift; continue ;;
+    --help) sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; exit 0 ;;
+    --workers|-w|--static-prefix|--cors-allowed-origins|--x-frame-options|--expose-prometheus)
+      [[ $# -ge 2 ]] || die "$arg needs a value"
+      extra+=("$arg" "$2"); shift 2; continue ;;
+    --workers=*|-w?*|--static-prefix=*|--cors-allowed-origins=*|--x-frame-options=*|--expose-prometheus=*)
+      extra+=("$arg"); shift; continue ;;
   esac
+  take --host -h "$@"
+  if [[ $used -gt 0 ]]; then host=$value; shift "$used"; continue; fi
+  take --port -p "$@"
+  if [[ $used -gt 0 ]]; then port=$value; shift "$used"; continue; fi
+  take --allowed-hosts "" "$@"
+  if [[ $used -gt 0 ]]; then allowed_hosts=$value; shift "$used"; continue; fi
+  take --app-name "" "$@"
+  if [[ $used -gt 0 ]]; then app_name=$value; shift "$used"; continue; fi
+  case "$arg" in
+    --gunicorn-opts*|--uvicorn-opts*|--waitress-opts*)
+      die "${arg%%=*} is refused: its server options can bind other addresses (--bind, --host, --listen)" ;;
+    *) die "unknown option '$arg' (this script passes mlflow only the options it checks; see its header)" ;;
+  esac
+done
+
+for var in MLFLOW_GUNICORN_OPTS MLFLOW_UVICORN_OPTS; do
+  if [[ -n "${!var-}" ]]; then
+    die "$var is set; unset it (its server options can bind other addresses than --host)"
+  fi
 done
 
 : "${MLFLOW_BACKEND_STORE_URI:?set MLFLOW_BACKEND_STORE_URI, e.g. postgresql://mlflow@db.internal:5432/mlflow}"
 : "${MLFLOW_ARTIFACTS_DESTINATION:?set MLFLOW_ARTIFACTS_DESTINATION, e.g. s3://your-bucket/mlflow}"
 if [[ "$MLFLOW_BACKEND_STORE_URI" =~ ://[^/@]*:[^/@]*@ ]]; then
-  echo "mlflow-server.sh: MLFLOW_BACKEND_STORE_URI holds a password; drop it and export PGPASSWORD instead" >&2
-  exit 2
+  die "MLFLOW_BACKEND_STORE_URI holds a password; drop it and export PGPASSWORD instead"
 fi
 
-case "$host" in
-  127.0.0.1|localhost|::1) ;;
-  0.0.0.0|::)
-    if [[ $public -ne 1 ]]; then
-      echo "mlflow-server.sh: --host $host listens on every interface; pass --i-know-this-is-public too," >&2
-      echo "  or bind a private interface (--host 10.x.y.z) behind a firewall" >&2
-      exit 2
-    fi ;&
-  *)
-    if [[ -z "$allowed_hosts" ]]; then
-      echo "mlflow-server.sh: --host $host needs --allowed-hosts (the host:port names clients use)" >&2
-      exit 2
-    fi ;;
-esac
+[[ "$port" =~ ^[1-9][0-9]{0,4}$ && "$port" -le 65535 ]] || die "--port '$port': expected a port number 1-65535"
+
+# The host, classified from its spelling alone: loopback, every interface, or one specific address.
+octet='(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9][0-9]|[0-9])'
+bare=${host#[}; bare=${bare%]}
+if [[ "$host" == localhost || "$bare" == ::1 || "$bare" =~ ^127(\.$octet){3}$ ]]; then
+  kind=loopback
+elif [[ "$bare" == 0.0.0.0 || ( "$bare" == *:* && "$bare" =~ ^[0:]+$ ) ]]; then
+  kind=every
+elif [[ "$bare" =~ ^$octet(\.$octet){3}$ || ( "$bare" == *:* && "$bare" =~ ^[0-9A-Fa-f:]+$ ) ]]; then
+  kind=one
+else
+  die "--host '$host': expected an IP address (127.0.0.1, 10.0.0.5, ::1): a name or a short form such as 0 may mean every interface"
+fi
+
+if [[ $kind != loopback ]]; then
+  if [[ $kind == every && $public -ne 1 ]]; then
+    die "--host $host listens on every interface; pass --i-know-this-is-public too, or bind a private interface (--host 10.x.y.z) behind a firewall"
+  fi
+  [[ -n "$allowed_hosts" ]] || die "--host $host needs --allowed-hosts (the host:port names clients use)"
+  [[ -n "$app_name" ]] || die "--host $host needs authentication: add --app-name basic-auth (clients send MLFLOW_TRACKING_USERNAME/PASSWORD)"
+fi
 
 cmd=(mlflow server
      --backend-store-uri "$MLFLOW_BACKEND_STORE_URI"
@@ -65,6 +117,9 @@ cmd=(mlflow server
      --host "$host" --port "$port")
 if [[ -n "$allowed_hosts" ]]; then
   cmd+=(--allowed-hosts "$allowed_hosts")
+fi
+if [[ -n "$app_name" ]]; then
+  cmd+=(--app-name "$app_name")
 fi
 cmd+=("${extra[@]}")
 

@@ -18,11 +18,13 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 @pytest.fixture(scope="module")
 def ray_local() -> Iterator[None]:
-    """One local Ray instance per test module, shut down afterwards."""
+    """One local Ray instance per test module, started as the CLI starts it (loopback, token auth), shut down
+    afterwards."""
     import ray
 
-    if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=True, log_to_driver=True)
+    from ms2l_ray.distributed.cluster import ensure_ray
+
+    ensure_ray(num_cpus=2)
     yield
     ray.shutdown()
 

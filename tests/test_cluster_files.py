@@ -103,8 +103,9 @@ def test_runtime_env_is_accepted_by_ray() -> None:
 # --- the MLflow server recipe, run for real (--dry-run prints the command it would exec) ---------------
 
 def _mlflow_server(*args: str, uri: str = "postgresql://mlflow@db.internal:5432/mlflow",
-                   ) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, MLFLOW_BACKEND_STORE_URI=uri, MLFLOW_ARTIFACTS_DESTINATION="s3://bucket/mlflow")
+                   extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_GUNICORN_OPTS", "MLFLOW_UVICORN_OPTS")}
+    env.update(MLFLOW_BACKEND_STORE_URI=uri, MLFLOW_ARTIFACTS_DESTINATION="s3://bucket/mlflow", **(extra_env or {}))
     return subprocess.run(["bash", str(CLUSTER / "mlflow-server.sh"), "--dry-run", *args], env=env,
                           capture_output=True, text=True, timeout=30)
 
@@ -118,12 +119,67 @@ def test_mlflow_server_binds_loopback_and_serves_artifacts_by_default() -> None:
     assert "--serve-artifacts" in cmd and cmd[cmd.index("--artifacts-destination") + 1] == "s3://bucket/mlflow"
 
 
-def test_mlflow_server_public_bind_is_an_explicit_opt_in() -> None:
-    refused = _mlflow_server("--host", "0.0.0.0")
-    assert refused.returncode == 2 and "--i-know-this-is-public" in refused.stderr
-    assert _mlflow_server("--host", "10.0.0.5").returncode == 2  # a private interface still needs --allowed-hosts
-    ok = _mlflow_server("--host", "0.0.0.0", "--i-know-this-is-public", "--allowed-hosts", "mlflow.example:5000")
-    assert ok.returncode == 0 and "--allowed-hosts mlflow.example:5000" in ok.stdout
+EVERY = ("listens on every interface; pass --i-know-this-is-public too, or bind a private interface "
+         "(--host 10.x.y.z) behind a firewall")
+NOT_IP = "expected an IP address (127.0.0.1, 10.0.0.5, ::1): a name or a short form such as 0 may mean every interface"
+REFUSED_BINDS = [  # (arguments, the one line on stderr): every spelling of a wide bind is caught by the script
+    (["--host", "0.0.0.0"], f"--host 0.0.0.0 {EVERY}"),
+    (["--host=0.0.0.0"], f"--host 0.0.0.0 {EVERY}"),
+    (["-h", "0.0.0.0"], f"--host 0.0.0.0 {EVERY}"),
+    (["-h0.0.0.0"], f"--host 0.0.0.0 {EVERY}"),
+    (["--host", "127.0.0.1", "--host=0.0.0.0"], f"--host 0.0.0.0 {EVERY}"),  # the last one is the one mlflow takes
+    (["--host", "::"], f"--host :: {EVERY}"),
+    (["--host=[::]"], f"--host [::] {EVERY}"),
+    (["-h", "0:0::0"], f"--host 0:0::0 {EVERY}"),
+    (["--host", "0.0.0.0", "--allowed-hosts", "a:5000", "--app-name", "basic-auth"], f"--host 0.0.0.0 {EVERY}"),
+    (["--host", "0"], f"--host '0': {NOT_IP}"),
+    (["--host", "0x0"], f"--host '0x0': {NOT_IP}"),
+    (["-h", "mlflow.internal"], f"--host 'mlflow.internal': {NOT_IP}"),
+    (["--host", "::ffff:0.0.0.0"], f"--host '::ffff:0.0.0.0': {NOT_IP}"),
+    (["--host", "10.0.0.5"], "--host 10.0.0.5 needs --allowed-hosts (the host:port names clients use)"),
+    (["--host", "10.0.0.5", "--allowed-hosts=10.0.0.5:5000"],
+     "--host 10.0.0.5 needs authentication: add --app-name basic-auth (clients send "
+     "MLFLOW_TRACKING_USERNAME/PASSWORD)"),
+    (["--gunicorn-opts", "--bind 0.0.0.0:5000"],
+     "--gunicorn-opts is refused: its server options can bind other addresses (--bind, --host, --listen)"),
+    (["--uvicorn-opts=--host 0.0.0.0"],
+     "--uvicorn-opts is refused: its server options can bind other addresses (--bind, --host, --listen)"),
+    (["--", "--host", "0.0.0.0"],
+     "unknown option '--' (this script passes mlflow only the options it checks; see its header)"),
+    (["--dev"], "unknown option '--dev' (this script passes mlflow only the options it checks; see its header)"),
+    (["--host"], "--host needs a value"),
+    (["-p", "0"], "--port '0': expected a port number 1-65535"),
+]
+
+
+@pytest.mark.parametrize(("args", "line"), REFUSED_BINDS, ids=[" ".join(a) for a, _ in REFUSED_BINDS])
+def test_mlflow_server_refuses_every_spelling_of_a_wide_bind(args: list[str], line: str) -> None:
+    done = _mlflow_server(*args)
+    assert (done.returncode, done.stdout, done.stderr) == (2, "", f"mlflow-server.sh: {line}\n")
+
+
+def test_mlflow_server_refuses_server_options_from_the_environment() -> None:
+    done = _mlflow_server(extra_env={"MLFLOW_UVICORN_OPTS": "--host 0.0.0.0"})
+    assert (done.returncode, done.stderr) == (2, "mlflow-server.sh: MLFLOW_UVICORN_OPTS is set; unset it (its server "
+                                                 "options can bind other addresses than --host)\n")
+
+
+def test_mlflow_server_opt_ins_hand_mlflow_only_the_checked_host() -> None:
+    base = ("mlflow server --backend-store-uri postgresql://mlflow@db.internal:5432/mlflow --serve-artifacts "
+            "--artifacts-destination s3://bucket/mlflow")
+    cases = [
+        (["--host", "10.0.0.5", "--allowed-hosts", "10.0.0.5:5000", "--app-name", "basic-auth"],
+         f"{base} --host 10.0.0.5 --port 5000 --allowed-hosts 10.0.0.5:5000 --app-name basic-auth"),
+        (["-h0.0.0.0", "--i-know-this-is-public", "--allowed-hosts=mlflow.example:5000", "--app-name=basic-auth",
+          "-p", "5001"],
+         f"{base} --host 0.0.0.0 --port 5001 --allowed-hosts mlflow.example:5000 --app-name basic-auth"),
+        (["--host", "localhost", "--port=6000", "-w", "4", "--static-prefix=/mlflow"],
+         f"{base} --host localhost --port 6000 -w 4 --static-prefix=/mlflow"),
+        (["--host", "::1"], f"{base} --host ::1 --port 5000"),
+    ]
+    for args, want in cases:
+        done = _mlflow_server(*args)
+        assert (done.returncode, done.stdout, done.stderr) == (0, want + " \n", ""), args
 
 
 def test_mlflow_server_refuses_a_password_in_the_backend_uri() -> None:

@@ -43,6 +43,74 @@ def test_default_cpus_per_worker_fills_a_node() -> None:
     assert node_cpus_per_worker(3) == 1.0  # never below one CPU a worker
 
 
+def _descendants(root: int) -> set[int]:
+    """``root`` and every process under it (Ray's GCS, raylet, agents and workers are children of the driver)."""
+    parents: dict[int, list[int]] = {}
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            parents.setdefault(ppid, []).append(int(proc.name))
+    found, todo = set(), [root]
+    while todo:
+        pid = todo.pop()
+        found.add(pid)
+        todo += parents.get(pid, [])
+    return found
+
+
+def _listening(pids: set[int]) -> list[tuple[str, int, str]]:
+    """``(address, port, process name)`` of every TCP socket in LISTEN state that one of ``pids`` holds."""
+    owner: dict[int, str] = {}
+    for pid in pids:
+        try:
+            name = Path(f"/proc/{pid}/comm").read_text().strip()
+            links = [os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()]
+        except OSError:
+            continue
+        owner.update({int(link[8:-1]): name for link in links if link.startswith("socket:[")})
+    found = []
+    for table, width in (("/proc/net/tcp", 4), ("/proc/net/tcp6", 16)):
+        for row in Path(table).read_text().splitlines()[1:]:
+            local, state, inode = row.split()[1], row.split()[3], int(row.split()[9])
+            if state != "0A" or inode not in owner:  # 0A = LISTEN
+                continue
+            hex_addr, hex_port = local.split(":")
+            raw = b"".join(bytes.fromhex(hex_addr[i:i + 8])[::-1] for i in range(0, len(hex_addr), 8))
+            found.append((socket.inet_ntop(socket.AF_INET if width == 4 else socket.AF_INET6, raw),
+                          int(hex_port, 16), owner[inode]))
+    return found
+
+
+def test_local_ray_listens_on_loopback_only_with_token_auth() -> None:
+    """The instance ``ensure_ray`` starts (the fixture's): every Ray socket on loopback, every call needs the token."""
+    import urllib.error
+    import urllib.request
+
+    import ray
+
+    sockets = _listening(_descendants(os.getpid()))
+    assert {"gcs_server", "raylet"} <= {name for _, _, name in sockets}
+    exposed = [s for s in sockets if s[0] not in ("127.0.0.1", "::ffff:127.0.0.1", "::1")]
+    assert exposed == []
+    assert ray.util.get_node_ip_address() == "127.0.0.1"
+    url = "http://" + ray._private.worker.get_dashboard_url()
+    assert url.startswith("http://127.0.0.1:")
+    with urllib.request.urlopen(url + "/api/authentication_mode", timeout=10) as resp:
+        assert json.loads(resp.read())["authentication_mode"] == "token"
+    token = os.environ.get("RAY_AUTH_TOKEN") or (Path.home() / ".ray" / "auth_token").read_text().strip()
+    codes = []
+    for header in ({}, {"Authorization": "Bearer not-the-token"}, {"Authorization": f"Bearer {token}"}):
+        try:
+            with urllib.request.urlopen(urllib.request.Request(url + "/api/version", headers=header), timeout=10) as r:
+                codes.append(r.status)
+        except urllib.error.HTTPError as exc:
+            codes.append(exc.code)
+    assert codes == [401, 403, 200]
+
+
 def stable(metrics: dict[str, float]) -> dict[str, float]:
     return {k: v for k, v in metrics.items() if "time" not in k and "throughput" not in k}
 
