@@ -56,9 +56,12 @@ def absolute_args(args: argparse.Namespace) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command; errors become one message and an exit code (:mod:`ms2l_ray.commands.errors`)."""
+    from ms2l_ray.commands.execution import console_scope
+
     args = build_parser().parse_args(argv)
     try:
-        return int(args.func(absolute_args(args)))
+        with console_scope():  # the console session a command opens ends here: Ray's printing back, log closed
+            return int(args.func(absolute_args(args)))
     except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - the one exit-code policy for every command
         return report_error(f"ms2l {args.command}", exc, debug=args.debug)
 

@@ -52,10 +52,10 @@ def _ablate(args: argparse.Namespace) -> int:
     from ms2l_ray.report.build import describe_time_split
 
     grid, name, tracking, execution = _setup(args)
-    start_ray(args)
+    out_dir = args.out or Path("outputs") / name
+    start_ray(args, out_dir)
     print(f"[ablate] ablation name {name} (continue an interrupted run with --resume --name {name})", flush=True)
-    result = run_ablation(grid, name=name, tracking=tracking, execution=execution,
-                          out_dir=args.out or Path("outputs") / name, resume=args.resume,
+    result = run_ablation(grid, name=name, tracking=tracking, execution=execution, out_dir=out_dir, resume=args.resume,
                           max_concurrent=args.max_concurrent)
     print()
     print(result.table.to_markdown())

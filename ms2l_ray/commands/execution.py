@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+from pathlib import Path
 from typing import Any
 
 from ms2l_ray.distributed.spec import Resources
@@ -25,6 +27,8 @@ def add_execution_options(p: argparse.ArgumentParser, engines: bool = True, work
     p.add_argument("--experiment", default="ms2l", help="MLflow experiment name")
     p.add_argument("--no-tracking", action="store_true", help="do not record runs in MLflow")
     p.add_argument("--address", default=None, help="Ray cluster address (default $RAY_ADDRESS, else a local instance)")
+    p.add_argument("--verbose", action="store_true",
+                   help="show Ray's and MLflow's own messages here (default: in OUT/ms2l.log, path printed once)")
 
 
 def tracking_from_args(args: argparse.Namespace) -> Tracking | None:
@@ -56,7 +60,28 @@ def execution_from_args(args: argparse.Namespace, **extra: Any) -> Execution:
                      storage_path=storage_from_args(args), max_failures=args.max_failures, **extra)
 
 
-def start_ray(args: argparse.Namespace) -> None:
+_CONSOLE = contextlib.ExitStack()  # the command's console session; cli.main runs a command inside console_scope()
+
+
+def open_console(args: argparse.Namespace, out_dir: Path | None) -> None:
+    """Start the command's console (:mod:`ms2l_ray.console`): internals to ``out_dir/ms2l.log``. Once per command."""
+    from ms2l_ray import console
+
+    if not getattr(args, "_console_open", False):
+        _CONSOLE.enter_context(console.session(out_dir, verbose=bool(getattr(args, "verbose", False))))
+        args._console_open = True
+
+
+def console_scope() -> contextlib.ExitStack:
+    """Where a command runs: on the way out, the console session it opened (if any) ends with its error (if any)."""
+    return _CONSOLE
+
+
+def start_ray(args: argparse.Namespace, out_dir: Path | None = None) -> None:
+    """Open the console (before ``ray.init``, whose own messages it files), join or start Ray, route its output."""
+    from ms2l_ray.console import route_ray_logs
     from ms2l_ray.distributed.cluster import ensure_ray
 
+    open_console(args, out_dir)
     ensure_ray(args.address)
+    route_ray_logs()
