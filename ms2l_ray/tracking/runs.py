@@ -17,6 +17,9 @@ from ms2l_ray.redact import REDACTED, is_secret_key, redact_text
 from ms2l_ray.tracking.store import default_artifact_location, retrying
 
 MAX_PARAM_LEN = 6000
+# MLflow 3's UI opens an experiment without this tag in its GenAI mode (traces overview, an empty "Traces"
+# chart); with it, the runs table and the compare view a training study needs.
+EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
 
 
 def mask_secrets(params: dict[str, Any]) -> dict[str, Any]:
@@ -71,9 +74,12 @@ def experiment_id(tracking_uri: str, name: str) -> str:
     def get_or_create() -> str:
         exp = c.get_experiment_by_name(name)
         if exp is not None:
+            if exp.tags.get(EXPERIMENT_KIND_TAG) is None:  # one made by an older version or by hand
+                c.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
             return str(exp.experiment_id)
         try:
-            return str(c.create_experiment(name, artifact_location=default_artifact_location(tracking_uri)))
+            return str(c.create_experiment(name, artifact_location=default_artifact_location(tracking_uri),
+                                           tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND}))
         except Exception:  # noqa: BLE001 - another process created it first
             exp = c.get_experiment_by_name(name)
             if exp is None:
@@ -89,6 +95,7 @@ class RunLogger:
     def __init__(self, ref: RunRef) -> None:
         self.ref = ref
         self._c = client(ref.tracking_uri)
+        self.ended = False  # set by end(): a failed pipeline marks only the runs it had not finished
 
     @property
     def run_id(self) -> str:
@@ -134,12 +141,18 @@ class RunLogger:
     def log_figure(self, figure: Any, artifact_file: str) -> None:
         retrying(lambda: self._c.log_figure(self.run_id, figure, artifact_file))
 
+    def log_dataset(self, dataset_input: Any) -> None:
+        """One ``mlflow.entities.DatasetInput`` (:func:`ms2l_ray.tracking.datasets.dataset_input`) as a run input."""
+        retrying(lambda: self._c.log_inputs(self.run_id, datasets=[dataset_input]))
+
     def reopen(self) -> None:
         """Mark a finished/failed run as running again (a resumed job continues its own run)."""
         retrying(lambda: self._c.update_run(self.run_id, status="RUNNING"))
+        self.ended = False
 
     def end(self, status: str = "FINISHED") -> None:
         retrying(lambda: self._c.set_terminated(self.run_id, status=status))
+        self.ended = True
 
 
 def start_run(tracking_uri: str, experiment: str, run_name: str, parent: RunLogger | None = None,
