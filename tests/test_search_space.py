@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import importlib.util
 import json
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from ms2l_ray.cli import main
 from ms2l_ray.config import ConfigError, to_dict
 from ms2l_ray.distributed.spec import Resources
 from ms2l_ray.search.importance import param_importance, write_importance
-from ms2l_ray.search.sampling import FINAL, OBJECTIVE, SpaceSampler, make_search_alg
+from ms2l_ray.search.sampling import FINAL, OBJECTIVE, SpaceSampler, make_sampler, make_scheduler, make_search_alg
 from ms2l_ray.search.space import load_space, parse_space, with_overrides
 from ms2l_ray.search.trial import TrialSetup, base_with_knn
 from ms2l_ray.search.tuner import SearchRecord, default_max_concurrent
@@ -128,7 +129,31 @@ INVALID = [
     ("unknown point key", lambda r: r.__setitem__("points_to_evaluate", [{"pretrain.learning_rate": 0.1}]),
      "points_to_evaluate[0]: unknown keys ['pretrain.learning_rate']"),
     ("no parameters", lambda r: r.__setitem__("parameters", {}), "at least one parameter"),
+    ("unknown scheduler", lambda r: r["scheduler"].__setitem__("type", "pbt"), "scheduler.type: must be one of"),
+    ("bohb sampler without its scheduler", lambda r: r.__setitem__("sampler", {"type": "bohb"}),
+     "sampler.type: 'bohb'"),
+    ("brackets outside hyperband", lambda r: r["scheduler"].__setitem__("brackets", 2), "scheduler.brackets"),
+    ("too many hyperband brackets", lambda r: r.__setitem__("scheduler", {"type": "hyperband", "max_t": 4,
+                                                                          "brackets": 4}),
+     "scheduler.brackets: at most 3 brackets"),
+    ("grid over a continuous parameter", lambda r: r.__setitem__("sampler", {"type": "grid"}),
+     "parameters.pretrain.lr.type: the grid sampler needs finite values"),
+    ("grid over a conditional parameter", lambda r: r.__setitem__("sampler", {"type": "grid"}) or r.__setitem__(
+        "parameters", {"tasks.contrastive_weight": {"type": "categorical", "choices": [0.0, 1.0]},
+                       "tasks.temperature": {"type": "categorical", "choices": [0.2, 0.5],
+                                             "when": {"tasks.contrastive_weight": {"gt": 0}}}}),
+     "parameters.tasks.temperature.when: the grid sampler"),
+    ("grid with more samples than points", lambda r: r.update(sampler={"type": "grid"}, num_samples=9, parameters={
+        "tasks.jigsaw_segments": {"type": "int", "low": 2, "high": 4}}), "num_samples: the grid has 3 points, got 9"),
+    ("unknown fidelity key", lambda r: r.__setitem__("fidelity", {"min_roh": 0.5}), "fidelity: unknown keys"),
+    ("bad min_rho", lambda r: r.__setitem__("fidelity", {"min_rho": 2}), "fidelity.min_rho: must be in [-1, 1]"),
+    ("probe_every off the rungs", lambda r: r.update(fidelity={"probe_every": 3}, scheduler={
+        "type": "asha", "grace_period": 2, "max_t": 4}), "fidelity.probe_every: must divide"),
 ]
+if importlib.util.find_spec("hpbandster") is None:
+    INVALID.append(("bohb without its package",
+                    lambda r: r.update(sampler={"type": "bohb"}, scheduler={"type": "bohb"}),
+                    "scheduler.type: 'bohb' needs the optional packages"))
 
 
 @pytest.mark.parametrize(("what", "mutate", "message"), INVALID, ids=[i[0] for i in INVALID])
@@ -260,3 +285,50 @@ def test_search_record_keeps_no_credentials_and_asks_for_them_on_resume() -> Non
     assert again.trial_setup("postgresql://user:secret@db/mlflow").tracking_uri == "postgresql://user:secret@db/mlflow"
     with pytest.raises(ConfigError):
         again.trial_setup("postgresql://user:secret@elsewhere/mlflow")
+
+
+GRID: dict[str, Any] = {
+    "preset": "smoke", "config": {"pretrain": {"epochs": 4}}, "sampler": {"type": "grid", "seed": 3},
+    "scheduler": {"type": "none"}, "fidelity": {"probe_every": 1},
+    "parameters": {"tasks.jigsaw_weight": {"type": "categorical", "choices": [0.0, 1.0]},
+                   "tasks.temperature": {"type": "categorical", "choices": [0.1, 0.5, 1.0]},
+                   "tasks.jigsaw_segments": {"type": "int", "low": 2, "high": 4, "step": 2}},
+}
+
+
+def test_grid_sampler_visits_every_point_once_and_defaults_to_the_grid_size() -> None:
+    space = parse_space(copy.deepcopy(GRID), "grid.yaml")
+    assert space.grid_size() == 12 and space.num_samples == 12
+    study = optuna.create_study(sampler=make_sampler(space.sampler, space.parameters))
+    sampler = SpaceSampler(space.parameters)
+    for _ in range(space.num_samples):
+        trial = study.ask()
+        sampler(trial)
+        study.tell(trial, 0.0)
+    seen = {tuple(sorted(t.params.items())) for t in study.trials}
+    assert len(seen) == 12 and {t.params["tasks.jigsaw_segments"] for t in study.trials} == {2, 4}
+    # without early stopping the proxy is probed every epoch (fidelity.probe_every) and measured at each
+    assert space.knn_every() == 1 and space.rung_epochs(space.base_config()) == [1, 2, 3, 4]
+    with pytest.raises(ConfigError, match="num_samples: the grid has 12 points"):
+        with_overrides(space, num_samples=13)
+    assert with_overrides(space, num_samples=5).num_samples == 5
+
+
+def test_schedulers_are_chosen_by_the_space() -> None:
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    raw = copy.deepcopy(VALID)
+    asha = parse_space(raw, "s.yaml")
+    assert asha.rung_epochs(asha.base_config()) == [1, 2, 4] and asha.knn_every() == 1
+    assert isinstance(make_scheduler(asha, 4), ASHAScheduler) and len(make_scheduler(asha, 4)._brackets) == 1
+    raw["scheduler"] = {"type": "hyperband", "grace_period": 1, "reduction_factor": 2, "max_t": 4}
+    hb = parse_space(raw, "s.yaml")
+    assert len(make_scheduler(hb, 4)._brackets) == 3  # rungs 1, 2, 4: three brackets fit
+    raw["scheduler"]["brackets"] = 2
+    assert len(make_scheduler(parse_space(raw, "s.yaml"), 4)._brackets) == 2
+    raw["scheduler"] = {"type": "none"}
+    none = parse_space(raw, "s.yaml")
+    assert isinstance(make_scheduler(none, 4), FIFOScheduler)
+    assert none.knn_every() == 0 and none.rung_epochs(none.base_config()) == [4]  # the last epoch's probe only
+    raw["scheduler"] = {"type": "asha", "grace_period": 1, "reduction_factor": 3, "max_t": 4}
+    assert parse_space(raw, "s.yaml").rung_epochs(parse_space(raw, "s.yaml").base_config()) == [1, 3]

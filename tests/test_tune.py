@@ -24,6 +24,7 @@ from mlflow_helpers import children, client
 
 from ms2l_ray.cli import main
 from ms2l_ray.orchestrate import Tracking
+from ms2l_ray.search.confirm import ConfirmSpec
 from ms2l_ray.search.space import load_space
 from ms2l_ray.search.tuner import RECORD, STUDY_DB, run_search
 
@@ -43,13 +44,14 @@ def artifacts(uri: str, run_id: str) -> set[str]:
 def test_search_with_asha_builds_the_mlflow_tree_and_keeps_the_study(tmp_path: Path, sqlite_uri: str) -> None:
     space = load_space(SMOKE)
     result = run_search(space, name="smoke-search", storage_path=str(tmp_path / "ray"),
-                        tracking=Tracking(sqlite_uri, "tune-test"), verbose=0)
+                        tracking=Tracking(sqlite_uri, "tune-test"), verbose=0, confirm=ConfirmSpec(top=1, seeds=2))
 
     status = Counter(r.status for r in result.rows)
     assert len(result.rows) == 4 and status == {"finished": 2, "early_stopped": 1, "rejected": 1}, result.rows
     cut = next(r for r in result.rows if r.status == "early_stopped")
     assert cut.epoch is not None and cut.epoch < space.scheduler.max_t  # ASHA stopped it before max_t
     assert cut.params["evaluation.knn_k"] == 200 and cut.objective is None
+    assert list(cut.rungs) == [cut.epoch]  # the proxy history Tune kept, read back for the fidelity figures
     finished = [r for r in result.rows if r.status == "finished"]
     best = max(finished, key=lambda r: r.objective or 0.0)
     assert result.best is not None and result.best.trial_id == best.trial_id
@@ -65,9 +67,27 @@ def test_search_with_asha_builds_the_mlflow_tree_and_keeps_the_study(tmp_path: P
     assert parent.data.tags["kind"] == "search" and parent.data.tags["search"] == "smoke-search"
     assert parent.data.metrics["best_objective"] == pytest.approx(best.objective)
     assert parent.data.metrics["num_early_stopped"] == 1 and parent.data.tags["best_trial_id"] == best.trial_id
-    assert {"trials.csv", "trials.md", "best_config.yaml", "importance.csv", "importance.md",
-            "search_space.yaml", "ms2l_search.json"} <= artifacts(sqlite_uri, result.parent_run_id)
-    trials = children(sqlite_uri, result.parent_run_id)
+    assert {"trials.csv", "trials.md", "best_config.yaml", "importance.csv", "importance.md", "fidelity.md",
+            "confirm.md", "search_space.yaml", "ms2l_search.json"} <= artifacts(sqlite_uri, result.parent_run_id)
+    # proxy fidelity at the rungs 1, 2, 4: two finished trials are too few for a correlation, and it says so
+    assert [(r.epoch, r.n) for r in result.fidelity.rungs] == [(1, 2), (2, 2), (4, 2)]
+    assert parent.data.metrics["proxy_n_rung1"] == 2 and "proxy_spearman_rung1" not in parent.data.metrics
+    assert all(sorted(r.rungs) == [1, 2, 3, 4] for r in finished)
+
+    # confirmation: the best configuration rerun with seeds 1 and 2, nested under the parent and tagged confirm=1
+    conf = result.confirmation
+    assert conf is not None and [c.trial_id for c in conf.configs] == [best.trial_id]
+    assert conf.configs[0].seeds == [1, 2] and len(conf.configs[0].objectives) == 2
+    assert parent.data.metrics["confirm_rank1_mean"] == pytest.approx(conf.configs[0].mean)
+    everything = children(sqlite_uri, result.parent_run_id)
+    confirm_runs = [t for t in everything if t.data.tags.get("confirm") == "1"]
+    assert sorted(t.data.params["seed"] for t in confirm_runs) == ["1", "2"]
+    for t in confirm_runs:
+        assert t.data.tags["confirm_of"] == best.trial_id and t.data.tags["kind"] == "trial"
+        assert t.info.status == "FINISHED" and t.data.tags["outcome"] == "finished"
+        assert t.data.params["pretrain.lr"] == str(best.params["pretrain.lr"])
+        assert {j.data.tags["kind"] for j in children(sqlite_uri, t.info.run_id)} == {"pretrain", "evaluate"}
+    trials = [t for t in everything if t.data.tags.get("confirm") != "1"]
     assert len(trials) == 4 and all(t.data.tags["kind"] == "trial" for t in trials)
     assert sorted(t.data.tags["trial_id"] for t in trials) == sorted(r.trial_id for r in result.rows)
     for t in trials:

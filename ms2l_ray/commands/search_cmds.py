@@ -42,6 +42,20 @@ def _extra(args: argparse.Namespace) -> dict[str, Any]:
     return absolute_dataset_delta(delta)
 
 
+def _confirm(args: argparse.Namespace) -> Any:
+    """``--confirm-top K --confirm-seeds S`` as a ConfirmSpec (None without --confirm-top); bad values → exit 2."""
+    from ms2l_ray.search.confirm import ConfirmSpec
+
+    if args.confirm_top is None:
+        if args.confirm_seeds is not None:
+            raise ConfigError("--confirm-seeds needs --confirm-top K (how many of the best configurations to rerun)")
+        return None
+    seeds = 3 if args.confirm_seeds is None else args.confirm_seeds
+    if args.confirm_top < 1 or seeds < 1:
+        raise ConfigError(f"--confirm-top and --confirm-seeds must be >= 1, got {args.confirm_top} and {seeds}")
+    return ConfirmSpec(args.confirm_top, seeds)
+
+
 def _storage(args: argparse.Namespace) -> str | None:
     return absolute_path(args.storage_path)
 
@@ -61,6 +75,7 @@ def _run(args: argparse.Namespace) -> int:
     from ms2l_ray.search.tuner import resume_search, run_search
 
     t0 = time.perf_counter()
+    confirm = _confirm(args)
     if args.name is not None:
         check_name("--name", args.name)
     if args.resume:
@@ -68,7 +83,8 @@ def _run(args: argparse.Namespace) -> int:
             raise ConfigError("--resume needs --name NAME (printed when the search started)")
         start_ray(args)
         result = resume_search(args.name, storage_path=_storage(args),
-                               tracking_uri=args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"))
+                               tracking_uri=args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"),
+                               confirm=confirm)
     else:
         overrides = {k: v for k, v in {"preset": args.preset, "num_samples": args.num_samples,
                                        "max_concurrent": args.max_concurrent, "seed": args.seed}.items()
@@ -82,7 +98,7 @@ def _run(args: argparse.Namespace) -> int:
         tracking = tracking_from_args(args)
         start_ray(args)
         result = run_search(space, name=args.name, storage_path=_storage(args), tracking=tracking,
-                            resources=resources, extra=extra, max_failures=args.max_failures)
+                            resources=resources, extra=extra, max_failures=args.max_failures, confirm=confirm)
     payload = result.to_json()
     payload["wall_time_s"] = time.perf_counter() - t0
     print(f"[tune] search {result.name} done in {payload['wall_time_s']:.0f}s"
@@ -112,6 +128,11 @@ def add_search_commands(sub: argparse._SubParsersAction) -> None:  # type: ignor
                    help="CPUs each trial's TorchTrainer takes, split over --workers (default 1 per worker)")
     p.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPUs per trial (> 0 trains on GPUs)")
     p.add_argument("--max-failures", type=int, default=2, help="worker failures each trial job recovers from")
+    p.add_argument("--confirm-top", type=int, default=None, metavar="K",
+                   help="after the search, rerun the K best configurations over fresh seeds and report mean ± std "
+                        "(runs nested under the search's MLflow parent, tagged confirm=1)")
+    p.add_argument("--confirm-seeds", type=int, default=None, metavar="S",
+                   help="fresh seeds per confirmed configuration (seed+1 … seed+S; default 3)")
     p.add_argument("--json", dest="json_out", type=Path, default=None,
                    help="write best config, best objective and trial counts to this file")
     add_execution_options(p, engines=False, workers=False)

@@ -4,6 +4,9 @@ A row's status says how the trial ended: ``finished`` (evaluated; its objective 
 ``early_stopped`` (cut by ASHA on the proxy; it has no objective, only its last proxy value),
 ``rejected`` (a config the model refuses, e.g. every task weight 0), ``error``, or ``interrupted`` (the search
 was stopped with Ctrl-C before the trial ended; ``--resume`` continues it).
+
+Every summary also measures the proxy's fidelity (:mod:`ms2l_ray.search.fidelity`): how well the proxy at each
+rung ranks the finished trials like their final objective, and whether a cut trial was within noise of a survivor.
 """
 
 from __future__ import annotations
@@ -17,9 +20,10 @@ from typing import Any
 
 import yaml
 
-from ms2l_ray.config import to_dict
+from ms2l_ray.config import Config, to_dict
+from ms2l_ray.search.fidelity import Fidelity, Noise, TrialHistory, proxy_fidelity
 from ms2l_ray.search.importance import Importance, param_importance, write_importance
-from ms2l_ray.search.sampling import FINAL, OBJECTIVE, REJECTED
+from ms2l_ray.search.sampling import FINAL, OBJECTIVE, PHASE, REJECTED
 from ms2l_ray.search.space import SearchSpace
 from ms2l_ray.search.trial import PRETRAIN_EPOCHS, REPORTED, TrialSetup
 from ms2l_ray.tracking.runs import RunLogger
@@ -36,6 +40,10 @@ class TrialRow:
     epoch: int | None  # last pretraining epoch
     params: dict[str, Any]
     metrics: dict[str, float] = field(default_factory=dict)  # val/test top-1/top-5 of finished trials
+    rungs: dict[int, float] = field(default_factory=dict)  # pretraining epoch → proxy reported there
+
+    def history(self) -> TrialHistory:
+        return TrialHistory(self.trial_id, self.status, self.rungs, self.objective)
 
 
 @dataclass
@@ -48,6 +56,8 @@ class SearchResult:
     parent_run_id: str | None
     importance: Importance
     counts: dict[str, int]
+    fidelity: Fidelity = field(default_factory=Fidelity)
+    confirmation: Any = None  # ms2l_ray.search.confirm.Confirmation when --confirm-top ran
 
     def to_json(self) -> dict[str, Any]:
         """What ``ms2l tune --json`` writes."""
@@ -56,7 +66,10 @@ class SearchResult:
                 "best_trial_id": best.trial_id if best else None, "best_objective": best.objective if best else None,
                 "best_metrics": best.metrics if best else {}, "best_params": best.params if best else {},
                 "best_config": self.best_config, "num_trials": len(self.rows), **self.counts,
-                "importance": self.importance.values}
+                "importance": self.importance.values,
+                "proxy_fidelity": {"metrics": self.fidelity.metrics(), "warnings": self.fidelity.warnings(),
+                                   "noise": self.fidelity.noise},
+                "confirmation": self.confirmation.to_json() if self.confirmation is not None else None}
 
 
 def _status(trial: Any) -> str:
@@ -74,9 +87,10 @@ def collect_rows(grid: Any, space: SearchSpace) -> list[TrialRow]:
     """Rows from Tune's experiment state (every trial, including those finished before a resume)."""
     from ray.tune import ExperimentAnalysis
 
-    trials = ExperimentAnalysis(grid.experiment_path).trials
+    analysis = ExperimentAnalysis(grid.experiment_path)
+    frames = analysis.trial_dataframes
     rows = []
-    for t in trials:  # creation order
+    for t in analysis.trials:  # creation order
         last, status = t.last_result or {}, _status(t)
         epoch = last.get("epoch", last.get(PRETRAIN_EPOCHS))
         rows.append(TrialRow(trial_id=t.trial_id, status=status,
@@ -84,8 +98,54 @@ def collect_rows(grid: Any, space: SearchSpace) -> list[TrialRow]:
                              proxy=float(last[space.proxy]) if space.proxy in last else None,
                              epoch=int(epoch) if epoch is not None else None,
                              params={k: t.config[k] for k in space.keys if k in t.config},
-                             metrics={k: float(last[k]) for k in REPORTED if k in last}))
+                             metrics={k: float(last[k]) for k in REPORTED if k in last},
+                             rungs=proxy_history(frames.get(t.trial_id), space.proxy)))
     return rows
+
+
+def proxy_history(frame: Any, proxy: str) -> dict[int, float]:
+    """Epoch → proxy from a trial's reported results (Tune's per-trial dataframe): the pretraining reports."""
+    if frame is None or "epoch" not in getattr(frame, "columns", ()) or proxy not in frame.columns:
+        return {}
+    out: dict[int, float] = {}
+    for _, r in frame.iterrows():
+        phase_ok = PHASE not in frame.columns or r[PHASE] == "pretrain"
+        if phase_ok and _finite(r["epoch"]) and _finite(r[proxy]):
+            out[int(r["epoch"])] = float(r[proxy])
+    return out
+
+
+def _finite(v: Any) -> bool:
+    try:
+        return math.isfinite(float(v))
+    except (TypeError, ValueError):
+        return False
+
+
+def validation_count(cfg: Config) -> int | None:
+    """How many validation samples the proxy is measured on (for its binomial noise); None if unknown."""
+    from ms2l_ray.data.source import load_dataset
+
+    try:
+        return len(load_dataset(cfg.data, cfg.seed)[1].val) or None
+    except (OSError, ValueError) as exc:
+        print(f"[tune] proxy noise: cannot count validation samples ({exc})")
+        return None
+
+
+def measure_fidelity(rows: list[TrialRow], space: SearchSpace, cfg: Config) -> Fidelity:
+    """The proxy's rank agreement with the objective at each rung, judged by the space's ``fidelity`` settings."""
+    f = space.fidelity
+    noise = Noise(tolerance=f.tolerance, n=None if f.tolerance > 0 else validation_count(cfg), z=f.z)
+    return proxy_fidelity([r.history() for r in rows], space.rung_epochs(cfg), space.mode, noise, f.min_rho)
+
+
+def fidelity_markdown(fid: Fidelity, proxy: str, metric: str) -> str:
+    head = [f"Proxy fidelity: {proxy} at each rung vs. the final {metric} (finished trials); noise = {fid.noise}",
+            "", "| epoch | trials | Spearman | Kendall tau-b |", "|---|---|---|---|"]
+    body = [f"| {r.epoch} | {r.n} | {_fmt(r.spearman)} | {_fmt(r.kendall)} |" for r in fid.rungs]
+    warn = [""] + [f"- WARNING: {w}" for w in fid.warnings()] if fid.warnings() else []
+    return "\n".join(head + body + warn) + "\n"
 
 
 def best_row(rows: list[TrialRow], mode: str) -> TrialRow | None:
@@ -137,6 +197,7 @@ def finish_search(rows: list[TrialRow], space: SearchSpace, setup: TrialSetup, n
     best_config = to_dict(setup.trial_config(best.params)) if best else None
     counts = {f"num_{s}": sum(r.status == s for r in rows) for s in ("finished", "early_stopped", "rejected", "error")}
     imp = param_importance(study_url, name)
+    fid = measure_fidelity(rows, space, setup.trial_config({}))
     out = directory / SUMMARY_DIR
     out.mkdir(parents=True, exist_ok=True)
     lines = table(rows, space.keys, space.metric, space.proxy)
@@ -145,6 +206,7 @@ def finish_search(rows: list[TrialRow], space: SearchSpace, setup: TrialSetup, n
     if best_config is not None:
         (out / "best_config.yaml").write_text(yaml.safe_dump(best_config, sort_keys=False))
     write_importance(imp, out)
+    (out / "fidelity.md").write_text(fidelity_markdown(fid, space.proxy, space.metric))
     if parent is not None:
         for f in sorted(out.iterdir()):
             parent.log_artifact(f)
@@ -154,8 +216,9 @@ def finish_search(rows: list[TrialRow], space: SearchSpace, setup: TrialSetup, n
             metrics.update({f"best_{k}": v for k, v in best.metrics.items()})  # test_* for information only
             parent.set_tags({"best_trial_id": best.trial_id})
         metrics.update({f"importance.{k}": v for k, v in imp.values.items()})
+        metrics.update(fid.metrics())
         parent.log_metrics(metrics, step=0)
-        parent.end("FINISHED")
+        parent.set_tags({"proxy_fidelity_warnings": str(len(fid.warnings()))})
     print(format_table(lines))
     print(f"[tune] {len(rows)} trials: " + ", ".join(f"{v} {k[4:]}" for k, v in counts.items() if v))
     if imp.values:
@@ -163,6 +226,9 @@ def finish_search(rows: list[TrialRow], space: SearchSpace, setup: TrialSetup, n
               + ", ".join(f"{k}={v:.2f}" for k, v in imp.values.items()))
     else:
         print(f"[tune] parameter importance unavailable: {imp.reason}")
+    print(f"[tune] proxy fidelity ({space.proxy} vs. final {space.metric}; noise = {fid.noise}):")
+    for line in fid.lines() or ["no rung with a reported proxy"]:
+        print(f"[tune]   {line}")
     if best is not None:
         print(f"[tune] best trial {best.trial_id}: {space.metric}={best.objective:.2f} "
               f"(test_top1={best.metrics.get('test_top1', float('nan')):.2f}, for information only)")
@@ -171,4 +237,5 @@ def finish_search(rows: list[TrialRow], space: SearchSpace, setup: TrialSetup, n
     else:
         print("[tune] no trial finished; no best config")
     return SearchResult(name=name, path=str(directory), rows=rows, best=best, best_config=best_config,
-                        parent_run_id=parent.run_id if parent else None, importance=imp, counts=counts)
+                        parent_run_id=parent.run_id if parent else None, importance=imp, counts=counts,
+                        fidelity=fid)

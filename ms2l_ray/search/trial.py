@@ -106,7 +106,8 @@ def _stored_result(run: Any, setup: TrialSetup) -> dict[str, Any]:
             **{k: float(m[k]) for k in (*REPORTED, setup.proxy, PRETRAIN_EPOCHS) if k in m}}
 
 
-def _open_trial_run(setup: TrialSetup, trial_id: str, params: dict[str, Any], existing: Any) -> RunLogger | None:
+def _open_trial_run(setup: TrialSetup, trial_id: str, params: dict[str, Any], existing: Any,
+                    tags: dict[str, str] | None = None) -> RunLogger | None:
     runs = setup.runs
     if runs is None:
         return None
@@ -118,7 +119,7 @@ def _open_trial_run(setup: TrialSetup, trial_id: str, params: dict[str, Any], ex
         return run
     parent = runs.logger(setup.parent_run_id)  # type: ignore[arg-type]
     run = start_run(setup.tracking_uri, setup.experiment, f"{setup.search}-{trial_id}", parent,  # type: ignore[arg-type]
-                    {"kind": TRIAL_KIND, "search": setup.search, "trial_id": trial_id})
+                    {"kind": TRIAL_KIND, "search": setup.search, "trial_id": trial_id, **(tags or {})})
     run.log_params(params)
     return run
 
@@ -178,11 +179,16 @@ def _run_jobs(setup: TrialSetup, trial_id: str, cfg: Config, run: RunLogger | No
 
 
 def run_trial(config: dict[str, Any], setup: TrialSetup) -> None:
-    """Tune function trainable: ``config`` is the sampled ``{dotted.key: value}`` mapping."""
+    """Tune function trainable: ``config`` is the sampled ``{dotted.key: value}`` mapping.
+
+    Keys starting with ``_`` are tags of the trial's MLflow run, not config (confirmation reruns carry
+    ``_confirm_of``; see :mod:`ms2l_ray.search.confirm`). Dotted config paths never start with ``_``.
+    """
     from ray import tune
 
     trial_id = tune.get_context().get_trial_id()
-    params = dict(config)
+    params = {k: v for k, v in config.items() if not k.startswith("_")}
+    tags = {k[1:]: str(v) for k, v in config.items() if k.startswith("_")}
     runs = setup.runs
     existing = runs.find_trial(trial_id) if runs else None
     if existing is not None and existing.info.status == "FINISHED" and existing.data.tags.get(OUTCOME) == "finished":
@@ -194,7 +200,7 @@ def run_trial(config: dict[str, Any], setup: TrialSetup) -> None:
         _reject(setup, trial_id, params, existing, str(exc))
         _report({OBJECTIVE: worst_objective(setup.mode), REJECTED: 1.0, PHASE: "rejected"})
         return
-    run = _open_trial_run(setup, trial_id, params, existing)
+    run = _open_trial_run(setup, trial_id, params, existing, tags)
     try:
         final = _run_jobs(setup, trial_id, cfg, run)
         if run is not None:

@@ -26,6 +26,7 @@ from ms2l_ray.distributed.spec import Resources
 from ms2l_ray.distributed.trainer import default_storage_path
 from ms2l_ray.names import check_name, unique_name
 from ms2l_ray.orchestrate import Tracking
+from ms2l_ray.search.confirm import ConfirmSpec, report_confirmation, run_confirmation
 from ms2l_ray.search.runs import TrialRunsCallback
 from ms2l_ray.search.sampling import FINAL, OBJECTIVE, REJECTED, make_scheduler, make_search_alg
 from ms2l_ray.search.space import SearchSpace, parse_space, with_overrides
@@ -134,12 +135,14 @@ def _open_parent(tracking: Tracking, name: str, space: SearchSpace, max_concurre
 
 def run_search(space: SearchSpace, *, name: str | None = None, storage_path: str | None = None,
                tracking: Tracking | None = None, resources: Resources | None = None,
-               extra: dict[str, Any] | None = None, max_failures: int = 2, verbose: int = 1) -> SearchResult:
+               extra: dict[str, Any] | None = None, max_failures: int = 2, verbose: int = 1,
+               confirm: ConfirmSpec | None = None) -> SearchResult:
     """Run a new search on the current Ray cluster (``ray.init`` first) and return its trials and best config.
 
     Args:
         space: a validated space (:func:`~ms2l_ray.search.space.load_space` + overrides).
         extra: config deltas from the command line (``--set``, ``--seed``, ``--dataset``) for every trial.
+        confirm: rerun the top configurations over fresh seeds after the search (:mod:`~ms2l_ray.search.confirm`).
     """
     import ray
 
@@ -171,11 +174,11 @@ def run_search(space: SearchSpace, *, name: str | None = None, storage_path: str
           + (f"+{resources.gpus_per_worker:g} GPU" if resources.gpus_per_worker else "") + " per trial job; "
           f"resume with --resume --name {name}")
     tuner = _new_tuner(space, setup, record, directory, max_t, verbose)
-    return _fit(tuner, space, setup, record, directory, parent)
+    return _fit(tuner, space, setup, record, directory, parent, confirm, verbose)
 
 
 def resume_search(name: str, *, storage_path: str | None = None, tracking_uri: str | None = None,
-                  verbose: int = 1) -> SearchResult:
+                  verbose: int = 1, confirm: ConfirmSpec | None = None) -> SearchResult:
     """Continue an interrupted search: Tune restores finished and unfinished trials, the parent run is reopened.
 
     ``tracking_uri`` is needed only when the recorded one had credentials (they are never written to disk).
@@ -198,7 +201,7 @@ def resume_search(name: str, *, storage_path: str | None = None, tracking_uri: s
         print(f"[tune] nothing for Tune to restore in {directory}; starting search {name} again")
         max_t = space.max_t(setup.trial_config({}))
         tuner = _new_tuner(space, setup, record, directory, max_t, verbose)
-    return _fit(tuner, space, setup, record, directory, parent)
+    return _fit(tuner, space, setup, record, directory, parent, confirm, verbose)
 
 
 def _new_tuner(space: SearchSpace, setup: TrialSetup, record: SearchRecord, directory: Path, max_t: int,
@@ -222,7 +225,7 @@ class SearchInterrupted(RuntimeError):
 
 
 def _fit(tuner: Any, space: SearchSpace, setup: TrialSetup, record: SearchRecord, directory: Path,
-         parent: RunLogger | None) -> SearchResult:
+         parent: RunLogger | None, confirm: ConfirmSpec | None = None, verbose: int = 1) -> SearchResult:
     try:
         grid = tuner.fit()
         rows = collect_rows(grid, space)
@@ -233,7 +236,14 @@ def _fit(tuner: Any, space: SearchSpace, setup: TrialSetup, record: SearchRecord
         runs = setup.runs
         if runs is not None:
             runs.close_orphans({r.trial_id for r in rows})
-        return finish_search(rows, space, setup, record.name, record.study_url, directory, parent)
+        result = finish_search(rows, space, setup, record.name, record.study_url, directory, parent)
+        if confirm is not None:
+            result.confirmation = run_confirmation(rows, confirm, setup, directory, record.max_concurrent, verbose)
+            if result.confirmation is not None:
+                report_confirmation(result.confirmation, directory, parent)
+        if parent is not None:
+            parent.end("FINISHED")
+        return result
     except BaseException:
         if parent is not None:
             parent.end("KILLED")  # --resume reopens it
