@@ -60,11 +60,14 @@ def fetch_encoder(encoder: str, tracking_uri: str | None = None) -> str | None:
     return encoder
 
 
-def resolve_encoder(encoder: str, cfg: Config) -> tuple[MS2L | None, Config]:
-    """``"random"`` → (None, cfg); a directory/file → (model, cfg with the encoder's model settings)."""
+def resolve_encoder(encoder: str, cfg: Config, source: str | None = None) -> tuple[MS2L | None, Config]:
+    """``"random"`` → (None, cfg); a directory/file → (model, cfg with the encoder's model settings).
+
+    ``source``: the URI a downloaded ``encoder`` came from, so that an error names what the user typed.
+    """
     if encoder == "random":
         return None, cfg
-    model, enc_cfg = load_pretrained(encoder)
+    model, enc_cfg = load_pretrained(encoder, source=source)
     return model, with_encoder_config(cfg, enc_cfg)
 
 

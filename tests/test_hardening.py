@@ -337,7 +337,7 @@ def test_pretrain_refuses_to_overwrite_an_encoder(files: Path, engine: str, caps
                          "--no-tracking"], capsys)
     assert code == 2
     assert err == (f"ms2l pretrain: error: --out {files}/notes.txt: is a file, not a directory (the encoder is "
-                   f"written as {files}/notes.txt/encoder.pt)\n")
+                   f"written as {files}/notes.txt/encoder.safetensors)\n")
     assert (files / "notes.txt").read_text() == "precious notes\n"
 
 

@@ -153,7 +153,7 @@ def test_cli_local_pretrain_then_evaluate(tmp_path: Path) -> None:
     enc, pj, ej = tmp_path / "enc", tmp_path / "pre.json", tmp_path / "ev.json"
     assert main(["pretrain", "--preset", "smoke", "--engine", "local", "--seed", "0", "--out", str(enc),
                  "--set", "data.builtin_sequences=160", "--json", str(pj)]) == 0
-    assert (enc / "encoder.pt").exists() and (enc / "config.yaml").exists()
+    assert sorted(p.name for p in enc.iterdir()) == ["config.yaml", "encoder.safetensors"]
     pre = json.loads(pj.read_text())
     for key in ("train_motion_loss", "train_jigsaw_acc", "train_contrastive_acc", "val_knn_top1"):
         assert key in pre

@@ -16,7 +16,7 @@ from ms2l_ray.commands.execution import (
     tracking_from_args,
 )
 from ms2l_ray.config import STRATEGIES, Config, ConfigError, from_dict
-from ms2l_ray.names import check_name, unique_name
+from ms2l_ray.names import check_name, is_uri, unique_name
 
 EVAL_KEYS = ("val_top1", "val_top5", "test_top1", "test_top5")
 
@@ -31,14 +31,43 @@ def check_encoder_out(out: Path | None, force: bool) -> None:
     Why: pretraining minutes or hours into a folder that holds another run's ``encoder.pt`` would replace it
     without a word; checked before any compute (and before Ray starts).
     """
-    from ms2l_ray.checkpoint import ENCODER_FILE
+    from ms2l_ray.checkpoint import ENCODER_FILE, holds_encoder
 
     if out is None:
         return
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out}: is a file, not a directory (the encoder is written as {out}/{ENCODER_FILE})")
-    if (out / ENCODER_FILE).exists() and not force:
-        raise ConfigError(f"--out {out}: already holds {ENCODER_FILE}; pass --force to overwrite it, or another --out")
+    held = holds_encoder(out)
+    if held and not force:
+        raise ConfigError(f"--out {out}: already holds {held}; pass --force to overwrite it, or another --out")
+
+
+def check_new_run_name(storage: str | None, name: str, force: bool) -> bool:
+    """Refuse a run name already used under the Ray storage path unless ``--force``; True when it must be cleared.
+
+    Why: Ray Train restores the latest checkpoint of ``<storage>/<name>``, so a second ``ms2l pretrain --name X``
+    would quietly continue the first one's training (with this run's config and output folder). Continuing
+    is ``--resume X``; ``--force`` discards the old run's state before the new one starts. Checked before Ray.
+    """
+    from ms2l_ray.distributed.records import run_folder
+    from ms2l_ray.distributed.trainer import default_storage_path
+
+    found = run_folder(storage or default_storage_path(), name)
+    if found is None:
+        return False
+    if not force:
+        raise ConfigError(f"--name {name}: a run of that name already exists ({found}) and Ray Train would continue "
+                          f"from its checkpoint; pass --resume {name} to continue it, --force to discard it and "
+                          f"start again, or another --name")
+    return True
+
+
+def discard_run(storage: str | None, name: str) -> None:
+    """Delete the Ray storage folder of run ``name`` (``--force``), so Ray Train starts it afresh."""
+    from ms2l_ray.distributed.records import remove_run_folder
+    from ms2l_ray.distributed.trainer import default_storage_path
+
+    remove_run_folder(storage or default_storage_path(), name)
 
 
 def _pretrain(args: argparse.Namespace) -> int:
@@ -54,7 +83,7 @@ def _pretrain(args: argparse.Namespace) -> int:
     else:
         from ms2l_ray.orchestrate import read_job_record, tracked_pretrain
 
-        existing = None
+        existing, clear = None, False
         if args.resume:
             record = read_job_record(storage_from_args(args), check_name("--resume", args.resume))
             cfg, name, existing = from_dict(record["config"]), args.resume, record.get("run_id")
@@ -64,7 +93,10 @@ def _pretrain(args: argparse.Namespace) -> int:
             if out is None:
                 raise ConfigError("--out is required (unless --resume)")
             check_encoder_out(out, args.force)
+            clear = check_new_run_name(storage_from_args(args), name, args.force)
         tracking = tracking_from_args(args)
+        if clear:  # after every check: --force discards the old run only when the new one can start
+            discard_run(storage_from_args(args), name)
         start_ray(args)
         print(f"[pretrain] run name {name} (resume with --resume {name})")
         outcome, run = tracked_pretrain(cfg, name=name, out_dir=out, tracking=tracking,
@@ -96,7 +128,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     tracking = None if args.engine == "local" else tracking_from_args(args)
     encoder_dir = fetch_encoder(args.encoder, tracking.uri if tracking else args.tracking_uri)
-    model, cfg = resolve_encoder(encoder_dir or "random", cfg)
+    model, cfg = resolve_encoder(encoder_dir or "random", cfg, source=args.encoder if is_uri(args.encoder) else None)
     if args.engine == "local":
         from ms2l_ray.jobs import run_evaluate
 
@@ -161,10 +193,11 @@ def add_train_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore
     p = sub.add_parser("pretrain", help="MS²L self-supervised pretraining; writes the encoder and its config")
     add_config_options(p)
     add_execution_options(p)
-    p.add_argument("--out", type=Path, default=None, help="directory for encoder.pt and config.yaml")
+    p.add_argument("--out", type=Path, default=None, help="directory for encoder.safetensors and config.yaml")
     p.add_argument("--name", default=None, help="run name (Ray storage folder and MLflow run name)")
     p.add_argument("--resume", default=None, metavar="RUN", help="continue the interrupted run named RUN")
-    p.add_argument("--force", action="store_true", help="overwrite an encoder.pt already in --out")
+    p.add_argument("--force", action="store_true",
+                   help="overwrite an encoder already in --out and discard an earlier run of the same --name")
     p.set_defaults(func=_pretrain)
 
     e = sub.add_parser("evaluate", help="evaluate an encoder with one of the paper's strategies")

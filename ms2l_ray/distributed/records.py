@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 
-def _fs_path(storage_path: str, name: str, filename: str) -> tuple[Any, str]:
-    """Where a record lives; ``name`` must be one path component (:func:`ms2l_ray.names.check_name`), so a
-    ``--name ../../x`` can neither plant nor read a record outside the storage folder."""
+def _fs_dir(storage_path: str, name: str) -> tuple[Any, str]:
+    """The folder of run ``name``; ``name`` must be one path component (:func:`ms2l_ray.names.check_name`), so
+    a ``--name ../../x`` can neither plant nor read a record outside the storage folder."""
     import pyarrow.fs as pafs
 
     from ms2l_ray.names import check_name
@@ -23,8 +23,46 @@ def _fs_path(storage_path: str, name: str, filename: str) -> tuple[Any, str]:
 
     if "://" in storage_path:
         fs, root = pafs.FileSystem.from_uri(storage_path)
-        return fs, f"{root.rstrip('/')}/{name}/{filename}"
-    return pafs.LocalFileSystem(), str(Path(storage_path).resolve() / name / filename)
+        return fs, f"{root.rstrip('/')}/{name}"
+    return pafs.LocalFileSystem(), str(Path(storage_path).resolve() / name)
+
+
+def _fs_path(storage_path: str, name: str, filename: str) -> tuple[Any, str]:
+    """Where a record lives (in the folder of run ``name``)."""
+    fs, folder = _fs_dir(storage_path, name)
+    return fs, f"{folder}/{filename}"
+
+
+def run_folder(storage_path: str, name: str) -> str | None:
+    """``<storage>/<name>`` when something is there (a record, Ray Train's state and checkpoints), else None.
+
+    Why: Ray Train restores a run's latest checkpoint by name, so a new job under a used name would quietly
+    continue the old one; commands that start a job ask this first.
+    """
+    import pyarrow.fs as pafs
+
+    fs, folder = _fs_dir(storage_path, name)
+    if fs.get_file_info(folder).type == pafs.FileType.NotFound:
+        return None
+    return storage_path.rstrip("/") + "/" + name if "://" in storage_path else folder
+
+
+def remove_run_folder(storage_path: str, name: str) -> None:
+    """Delete ``<storage>/<name>`` (records, Train state, checkpoints): a new job of that name starts afresh."""
+    import pyarrow.fs as pafs
+
+    fs, folder = _fs_dir(storage_path, name)
+    if "://" not in storage_path:  # local: a symlink or file there goes, never what a link points to
+        import shutil
+
+        local = Path(folder)
+        if local.is_symlink() or local.is_file():
+            local.unlink()
+        elif local.is_dir():
+            shutil.rmtree(local)
+        return
+    if fs.get_file_info(folder).type != pafs.FileType.NotFound:
+        fs.delete_dir(folder)
 
 
 def write_record(storage_path: str, name: str, filename: str, record: dict[str, Any]) -> str:

@@ -1,6 +1,8 @@
 """What each run leaves in MLflow besides metrics: config, encoder, plots, per-class accuracy, the model.
 
-Plots are drawn with matplotlib's Agg backend (no display needed on cluster nodes).
+Plots are drawn with matplotlib's Agg backend (no display needed on cluster nodes). The encoder is logged
+as files that load without unpickling (:mod:`ms2l_ray.checkpoint`), both as the run's ``encoder/``
+artifacts and as the run's MLflow logged model.
 """
 
 from __future__ import annotations
@@ -61,10 +63,12 @@ def confusion_figure(cm: np.ndarray, class_names: list[str] | None = None) -> An
 
 
 def log_pretrain_outputs(run: RunLogger, out_dir: Path, history: list[dict[str, float]]) -> None:
-    """Resolved config, encoder checkpoint, loss curves, and the encoder as an MLflow model."""
+    """Resolved config, encoder checkpoint, loss curves, and the encoder as the run's MLflow logged model."""
+    from ms2l_ray.checkpoint import CONFIG_FILE, ENCODER_FILE
+
     plt = _plt()
-    run.log_artifact(out_dir / "encoder.pt", "encoder")
-    run.log_artifact(out_dir / "config.yaml", "encoder")
+    run.log_artifact(out_dir / ENCODER_FILE, "encoder")
+    run.log_artifact(out_dir / CONFIG_FILE, "encoder")
     if history:
         fig = curves_figure(history)
         run.log_figure(fig, "loss_curves.png")
@@ -94,23 +98,58 @@ def log_eval_outputs(run: RunLogger, out_dir: Path, history: list[dict[str, floa
         run.log_text(json.dumps(history, indent=1), "history.json")
 
 
-def log_encoder_model(run: RunLogger, out_dir: Path) -> None:
-    """Log the encoder as an MLflow PyTorch model: ``mlflow.pytorch.load_model`` returns an
-    :class:`~ms2l_ray.model.embedding.EncoderEmbedding` whose ``forward(x, lengths)`` embeds a batch."""
-    import mlflow
-    import mlflow.pytorch
+ENCODER_MODEL = "encoder_model"
+ENCODER_MODEL_TYPE = "ms2l-encoder"
 
-    from ms2l_ray.checkpoint import load_pretrained
-    from ms2l_ray.model.embedding import EncoderEmbedding
+
+def log_encoder_model(run: RunLogger, out_dir: Path) -> str:
+    """Link the encoder to the run as an MLflow logged model (the runs table's Model column); its model id.
+
+    Why not ``mlflow.pytorch.log_model``: it pickles the module, and loading a pickle runs whatever code it
+    names, so whoever can write the artifact store could run code on every machine that loads the model.
+    The logged model's artifacts are the encoder files themselves (``encoder.safetensors`` + ``config.yaml``)
+    and an ``MLmodel`` file with no flavor; ``ms2l evaluate --encoder models:/<model id>`` and
+    :func:`load_encoder_embedding` load them without unpickling.
+    """
+    import shutil
+    import tempfile
+
+    from mlflow.entities import LoggedModelOutput, LoggedModelStatus
+    from mlflow.models import Model
+
+    from ms2l_ray.checkpoint import CONFIG_FILE, ENCODER_FILE
+    from ms2l_ray.tracking.runs import client
     from ms2l_ray.tracking.store import retrying
 
-    model, _ = load_pretrained(out_dir)
-    module = EncoderEmbedding(model.encoder).eval()
-    mlflow.set_tracking_uri(run.ref.tracking_uri)
+    c = client(run.ref.tracking_uri)
+    experiment = retrying(lambda: c.get_run(run.run_id).info.experiment_id)
+    model = retrying(lambda: c.create_logged_model(experiment_id=experiment, name=ENCODER_MODEL,
+                                                   source_run_id=run.run_id, model_type=ENCODER_MODEL_TYPE,
+                                                   tags={"format": "safetensors"}))
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            for name in (ENCODER_FILE, CONFIG_FILE):
+                shutil.copy2(out_dir / name, Path(tmp) / name)
+            Model(artifact_path=model.artifact_location, model_uuid=model.model_id, model_id=model.model_id,
+                  run_id=run.run_id, metadata={"ms2l_loader": "ms2l_ray.tracking.artifacts.load_encoder_embedding",
+                                               "weights": ENCODER_FILE}).save(str(Path(tmp) / "MLmodel"))
+            retrying(lambda: c.log_model_artifacts(model.model_id, tmp))
+        retrying(lambda: c.log_outputs(run.run_id, [LoggedModelOutput(model.model_id, step=0)]))
+    except BaseException:
+        c.finalize_logged_model(model.model_id, LoggedModelStatus.FAILED)
+        raise
+    retrying(lambda: c.finalize_logged_model(model.model_id, LoggedModelStatus.READY))
+    return str(model.model_id)
 
-    def log() -> None:
-        with mlflow.start_run(run_id=run.run_id):
-            mlflow.pytorch.log_model(module, name="encoder_model", pip_requirements=["torch", "ms2l-ray"],
-                                     serialization_format="pickle")  # packed GRU: not traceable to pt2
 
-    retrying(log)
+def load_encoder_embedding(uri: str, tracking_uri: str | None = None) -> Any:
+    """The logged encoder as an :class:`~ms2l_ray.model.embedding.EncoderEmbedding` (``forward(x, lengths)``
+    embeds a batch) from ``models:/<model id>``, ``runs:/<run id>/encoder`` or a local folder, unpickled nowhere."""
+    from ms2l_ray.checkpoint import load_pretrained
+    from ms2l_ray.jobs import fetch_encoder
+    from ms2l_ray.model.embedding import EncoderEmbedding
+    from ms2l_ray.names import is_uri
+
+    local = fetch_encoder(uri, tracking_uri)
+    model, _ = load_pretrained(local or uri, source=uri if is_uri(uri) else None)
+    return EncoderEmbedding(model.encoder).eval()
