@@ -81,10 +81,10 @@ def _run(args: argparse.Namespace) -> int:
     if args.resume:
         if not args.name:
             raise ConfigError("--resume needs --name NAME (printed when the search started)")
-        start_ray(args)
+        start_ray(args, Path("outputs") / args.name)
         result = resume_search(args.name, storage_path=_storage(args),
-                               tracking_uri=args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"),
-                               confirm=confirm)
+                               tracking_uri=args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"), confirm=confirm,
+                               verbose=1 if args.verbose else 0)
     else:
         overrides = {k: v for k, v in {"preset": args.preset, "num_samples": args.num_samples,
                                        "max_concurrent": args.max_concurrent, "seed": args.seed}.items()
@@ -96,9 +96,10 @@ def _run(args: argparse.Namespace) -> int:
             extra = merge_deltas(extra, {"data": {"dataset": absolute_path(dataset)}})
         resources = _resources(args)
         tracking = tracking_from_args(args)
-        start_ray(args)
+        start_ray(args, Path("outputs") / (args.name or args.space.stem))
         result = run_search(space, name=args.name, storage_path=_storage(args), tracking=tracking,
-                            resources=resources, extra=extra, max_failures=args.max_failures, confirm=confirm)
+                            resources=resources, extra=extra, max_failures=args.max_failures, confirm=confirm,
+                            verbose=1 if args.verbose else 0)  # Tune's status tables: with the internals
     payload = result.to_json()
     payload["wall_time_s"] = time.perf_counter() - t0
     print(f"[tune] search {result.name} done in {payload['wall_time_s']:.0f}s"

@@ -97,7 +97,7 @@ def _pretrain(args: argparse.Namespace) -> int:
         tracking = tracking_from_args(args)
         if clear:  # after every check: --force discards the old run only when the new one can start
             discard_run(storage_from_args(args), name)
-        start_ray(args)
+        start_ray(args, out)
         print(f"[pretrain] run name {name} (resume with --resume {name})")
         outcome, run = tracked_pretrain(cfg, name=name, out_dir=out, tracking=tracking,
                                         execution=execution_from_args(args),
@@ -136,9 +136,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     else:
         from ms2l_ray.orchestrate import tracked_evaluate
 
-        start_ray(args)
         name = args.name or unique_name(f"evaluate-{args.strategy}")
         out = args.out or Path("outputs") / name
+        start_ray(args, out)
         outcome, run = tracked_evaluate(cfg, encoder=encoder_dir, name=name, out_dir=out, tracking=tracking,
                                         execution=execution_from_args(args), tags={"encoder_source": args.encoder})
         metrics = dict(outcome.metrics)
@@ -165,7 +165,7 @@ def _run(args: argparse.Namespace) -> int:
     out_root = args.out or Path("outputs").absolute() / unique_name(exp.name)
     check_encoder_out(out_root / "pretrain", args.force)  # the pipeline's encoder goes to OUT/pretrain
     tracking = tracking_from_args(args)
-    start_ray(args)
+    start_ray(args, out_root)
     t0 = time.perf_counter()
     result = run_pipeline(cfg, exp.evaluations, name=exp.name, out_root=out_root, tracking=tracking,
                           execution=execution_from_args(args))
@@ -183,7 +183,7 @@ def _rerun(args: argparse.Namespace) -> int:
     tracking = tracking_from_args(args)
     if tracking is None:
         raise ValueError("rerun reads the run from MLflow; drop --no-tracking")
-    start_ray(args)
+    start_ray(args, args.out)
     metrics = rerun(args.run_id, tracking=tracking, execution=execution_from_args(args), out=args.out)
     write_json(args.json_out, metrics)
     return 0
