@@ -19,6 +19,7 @@ import numpy as np
 
 from ms2l_ray.config import ConfigError
 from ms2l_ray.data import preprocess as pp
+from ms2l_ray.data.classes import class_names, store_class_names
 from ms2l_ray.data.container import SkeletonSet
 from ms2l_ray.data.readers import ReadLog, ctrgcn, ntu, pku, stgcn, ucla
 from ms2l_ray.data.splits import SPLIT_NAMES, make_splits
@@ -211,16 +212,31 @@ def prepare(fmt: str, source: str | Path, out: str | Path, *, skip_bad: bool = F
     chunks = _sources(fmt, source, log=log, config=config, skip_bad=skip_bad, chunk=chunk_size, extra=extra,
                       num_sequences=num_sequences, seed=seed, missing_lists=[Path(p) for p in missing_lists])
 
+    from tqdm import tqdm
+
+    # A count of converted sequences on a terminal, shown once a prepare has taken 3 s (a full NTU-120 tree
+    # takes many minutes); nothing when stdout is piped (disable=None) or the conversion is quick.
+    bar = tqdm(desc=f"[prepare] {fmt}", unit=" sequences", delay=3.0, disable=None, leave=False)
+
     def processed() -> Iterator[SkeletonSet]:
+        classes = 0
         for data in chunks:
             data = pp.apply(data, config)
+            bar.update(len(data.offsets) - 1)
+            classes = data.num_classes
             report.num_frames += int(data.offsets[-1])
             report.preprocess = list(data.meta.get("preprocess", []))
             yield data
+        names = class_names(fmt, classes)  # the store records them (data info, confusion matrices, tables)
+        if names is not None and "class_names" not in extra:
+            extra["class_names"] = names
         extra["skipped_missing"] = len(log.missing)
         extra["skipped_bad"] = [str(e.file) for e in log.bad]
 
-    report.num_sequences = write_store_chunks(processed(), out, meta=extra)
+    try:
+        report.num_sequences = write_store_chunks(processed(), out, meta=extra)
+    finally:
+        bar.close()
     report.seconds = time.perf_counter() - start
     report.missing = list(log.missing)
     report.bad = [str(e) for e in log.bad]
@@ -262,8 +278,13 @@ def info(store: str | Path, *, val_fraction: float = 0.05, seed: int = 0) -> str
         lines.append(f"  {name:12s} train {len(sp.train):7d} | val {len(sp.val):6d} | test {len(sp.test):7d}")
     counts = np.bincount(data.labels, minlength=data.num_classes)
     lines.append(f"per class (min {counts.min()}, max {counts.max()}):" if len(counts) else "per class: none")
-    lines += ["  " + "  ".join(f"{c:3d}:{counts[c]:6d}" for c in range(i, min(i + 8, len(counts))))
-              for i in range(0, len(counts), 8)]
+    names = store_class_names(data)
+    if names is None:
+        lines += ["  " + "  ".join(f"{c:3d}:{counts[c]:6d}" for c in range(i, min(i + 8, len(counts))))
+                  for i in range(0, len(counts), 8)]
+    else:  # label: name count, three to a line
+        lines += ["  " + "  ".join(f"{c:3d} {names[c][:26]:26s}{counts[c]:6d}"
+                                   for c in range(i, min(i + 3, len(counts)))) for i in range(0, len(counts), 3)]
     hist, _ = np.histogram(lengths, bins=[*LENGTH_BINS[:-1], max(LENGTH_BINS[-1], int(lengths.max(initial=0)) + 1)])
     top = max(int(hist.max(initial=0)), 1)
     lines.append("length histogram:")

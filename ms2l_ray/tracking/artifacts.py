@@ -84,6 +84,8 @@ def log_eval_outputs(run: RunLogger, out_dir: Path, history: list[dict[str, floa
     cm_file = out_dir / "confusion.npy"
     if cm_file.exists():
         cm = np.load(cm_file)
+        if class_names is not None and len(class_names) != len(cm):
+            class_names = None  # names of another class count (a relabelled store): numbers rather than wrong names
         fig = confusion_figure(cm, class_names)
         run.log_figure(fig, "confusion_matrix.png")
         plt.close(fig)

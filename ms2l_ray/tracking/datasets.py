@@ -57,6 +57,33 @@ def dataset_entity(cfg: Config) -> Any:
                    profile=json.dumps(profile))
 
 
+def dataset_class_names(cfg: Config) -> list[str] | None:
+    """The class names of ``cfg``'s data in label order (:mod:`ms2l_ray.data.classes`), None when unknown or
+    when this driver cannot read the store (it may sit on the workers' storage only)."""
+    from ms2l_ray.data.classes import class_names
+
+    if cfg.data.dataset == "builtin":
+        from ms2l_ray.data.synthetic import CLASS_NAMES
+
+        return list(CLASS_NAMES)
+    try:
+        raw = _header(cfg.data.dataset)
+        meta = json.loads(raw.get("meta", "{}") or "{}")
+    except (OSError, ValueError):
+        return None
+    recorded, classes = meta.get("class_names"), int(raw.get("num_classes", 0))
+    if isinstance(recorded, list) and len(recorded) == classes:
+        return [str(n) for n in recorded]
+    return class_names(str(meta.get("dataset", "")), classes)
+
+
+def _header(path: str | Path) -> dict[str, str]:
+    import pyarrow as pa
+
+    with pa.memory_map(str(path)) as mm:
+        return {k.decode(): v.decode() for k, v in (pa.ipc.open_file(mm).schema.metadata or {}).items()}
+
+
 def dataset_input(cfg: Config) -> Any:
     """``cfg``'s dataset with its split as the input's context."""
     from mlflow.entities import DatasetInput, InputTag
