@@ -237,3 +237,25 @@ def test_a_discarded_run_folder_is_removed_but_never_what_a_link_points_to(tmp_p
     discard_run(str(storage), "L")
     discard_run(str(storage), "nope")  # nothing there: nothing to do
     assert sorted(p.name for p in storage.iterdir()) == [] and (outside / "keep.txt").read_text() == "keep"
+
+
+# ----------------------------------------------------------- a relative tracking store means the user's folder
+def test_a_relative_local_tracking_store_is_made_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rank 0 logs from the Ray worker's own folder: ``sqlite:///mlflow.db`` must name the user's ``mlflow.db``."""
+    from ms2l_ray.tracking.store import resolve_tracking_uri
+
+    monkeypatch.chdir(tmp_path)
+    cases = [
+        ("sqlite:///mlflow.db", f"sqlite:///{tmp_path}/mlflow.db"),
+        ("sqlite:///runs/m.db?timeout=5", f"sqlite:///{tmp_path}/runs/m.db?timeout=5"),
+        ("sqlite:////srv/m.db", "sqlite:////srv/m.db"),
+        ("sqlite:///:memory:", "sqlite:///:memory:"),
+        ("mlruns", f"{tmp_path}/mlruns"),
+        ("/srv/mlruns", "/srv/mlruns"),
+        ("file:///srv/mlruns", "file:///srv/mlruns"),
+        ("http://127.0.0.1:5000", "http://127.0.0.1:5000"),
+        ("databricks", "databricks"),
+    ]
+    assert [resolve_tracking_uri(uri) for uri, _ in cases] == [want for _, want in cases]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///env.db")
+    assert resolve_tracking_uri(None) == f"sqlite:///{tmp_path}/env.db"

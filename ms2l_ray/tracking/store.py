@@ -41,12 +41,29 @@ class TrackingError(RuntimeError):
 
 
 def resolve_tracking_uri(uri: str | None = None, workdir: str | Path | None = None) -> str:
-    """``uri`` → ``$MLFLOW_TRACKING_URI`` → ``sqlite:///<workdir>/mlflow.db`` (absolute)."""
+    """``uri`` → ``$MLFLOW_TRACKING_URI`` → ``sqlite:///<workdir>/mlflow.db``, a local store always absolute."""
     uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or None
     if uri:
-        return uri
+        return absolute_store_uri(uri, workdir)
     base = Path(workdir or os.getcwd()).resolve()
     return f"sqlite:///{base / DEFAULT_DB}"
+
+
+def absolute_store_uri(uri: str, workdir: str | Path | None = None) -> str:
+    """A local store named relatively (``sqlite:///mlflow.db``, ``./mlruns``) made absolute; others as given.
+
+    Why: rank 0 of every Ray Train job logs its epochs to the same URI from the worker's own working
+    directory, so a relative store would be another, new store there (metrics lost, or a failed job).
+    """
+    if uri.startswith("sqlite:///"):
+        rest = uri[len("sqlite:///"):]
+        path, sep, query = rest.partition("?")
+        if path and not path.startswith("/") and path != ":memory:":
+            return f"sqlite:///{Path(workdir or os.getcwd()).absolute() / path}{sep}{query}"
+        return uri
+    if "://" not in uri and not uri.startswith(("file:", "databricks")) and not Path(uri).is_absolute():
+        return str(Path(workdir or os.getcwd()).absolute() / uri)
+    return uri
 
 
 def default_artifact_location(tracking_uri: str) -> str | None:
