@@ -27,6 +27,7 @@ from ms2l_ray.distributed.trainer import default_storage_path
 from ms2l_ray.names import check_name, unique_name
 from ms2l_ray.orchestrate import Tracking
 from ms2l_ray.search.confirm import ConfirmSpec, report_confirmation, run_confirmation
+from ms2l_ray.search.progress import TrialLines
 from ms2l_ray.search.runs import TrialRunsCallback
 from ms2l_ray.search.sampling import FINAL, OBJECTIVE, REJECTED, make_scheduler, make_search_alg
 from ms2l_ray.search.space import SearchSpace, parse_space, with_overrides
@@ -210,6 +211,7 @@ def _new_tuner(space: SearchSpace, setup: TrialSetup, record: SearchRecord, dire
 
     runs = setup.runs
     callbacks: list[Any] = [TrialRunsCallback(runs, OBJECTIVE, FINAL, REJECTED)] if runs else []
+    callbacks.append(TrialLines(space.metric))  # the console's per-trial lines (ms2l_ray.search.progress)
     return tune.Tuner(
         _trainable(setup),
         tune_config=tune.TuneConfig(search_alg=make_search_alg(space, record.name, record.study_url),
