@@ -147,14 +147,21 @@ def test_pipeline_on_two_workers_builds_the_mlflow_tree(tmp_path: Path, sqlite_u
     for key in ("val_top1", "val_top5", "test_top1", "test_top5"):
         assert key in ev.data.metrics
     pre_art = artifact_paths(sqlite_uri, pre.info.run_id)
-    assert {"config.yaml", "encoder/encoder.pt", "loss_curves.png", "history.json"} <= pre_art
-    assert any(p.startswith("encoder_model") for p in pre_art) or pre.outputs
+    assert {"config.yaml", "encoder/encoder.safetensors", "encoder/config.yaml", "loss_curves.png",
+            "history.json"} <= pre_art
     ev_art = artifact_paths(sqlite_uri, ev.info.run_id)
     assert {"config.yaml", "confusion_matrix.png", "per_class_accuracy.json", "curves.png"} <= ev_art
-    # the logged model loads back and embeds a batch
-    import mlflow.pytorch
+    # the run's logged model (the runs table's Model column): weights and config, nothing pickled; it embeds a batch
+    from ms2l_ray.tracking.artifacts import load_encoder_embedding
 
-    model = mlflow.pytorch.load_model(f"runs:/{pre.info.run_id}/encoder_model")
+    [output] = pre.outputs.model_outputs
+    logged = c.get_logged_model(output.model_id)
+    assert (logged.name, logged.model_type, logged.source_run_id, str(logged.status)) == (
+        "encoder_model", "ms2l-encoder", pre.info.run_id, "READY")
+    files = {a.path for a in c.list_logged_model_artifacts(output.model_id)}  # + MLflow's registered_model_meta
+    assert {"MLmodel", "config.yaml", "encoder.safetensors"} <= files
+    assert not any(f.endswith((".pkl", ".pt", ".pth", ".pickle")) for f in files)
+    model = load_encoder_embedding(f"models:/{output.model_id}", sqlite_uri)
     x = torch.randn(3, 10, 150)
     emb = model(x, torch.tensor([10, 6, 3]))
     assert emb.shape == (3, 16) and torch.isfinite(emb).all()
@@ -218,7 +225,7 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path: Path, sqlite_uri: 
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # the driver and its local Ray die together, mid-run
         proc.wait()
-    assert not (out / "encoder.pt").exists()
+    assert not (out / "encoder.safetensors").exists()
     summary = tmp_path / "resumed.json"
     resumed = subprocess.run([sys.executable, "-m", "ms2l_ray.cli", "pretrain", "--resume", "interrupted",
                               "--storage-path", str(storage), "--tracking-uri", sqlite_uri, "--workers", "2",
@@ -226,7 +233,7 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path: Path, sqlite_uri: 
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert "resuming after epoch" in resumed.stdout + resumed.stderr
     final = json.loads(summary.read_text())
-    assert (out / "encoder.pt").exists()
+    assert (out / "encoder.safetensors").exists()
     expected = stable(baseline["metrics"])
     assert {k: final[k] for k in expected} == pytest.approx(expected)
     # the resumed job kept logging into its own MLflow run, which is finished now
