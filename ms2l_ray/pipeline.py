@@ -24,7 +24,8 @@ import yaml
 
 from ms2l_ray.config import PRESETS, STRATEGIES, Config, ConfigError, apply_delta
 from ms2l_ray.names import check_name, unique_stamp
-from ms2l_ray.orchestrate import Execution, Tracking, tracked_evaluate, tracked_pretrain
+from ms2l_ray.orchestrate import ChainEvaluation, Execution, Tracking, tracked_chain
+from ms2l_ray.safe_yaml import load_yaml_file
 from ms2l_ray.tracking.runs import RunLogger, start_run
 
 FROM_SCRATCH = ("supervised", "joint")
@@ -89,7 +90,7 @@ def load_experiment(path: str | Path) -> Experiment:
     """Read and validate an experiment file (unknown keys and bad values name the key)."""
     p = Path(path)
     try:
-        raw = yaml.safe_load(p.read_text()) or {}
+        raw = load_yaml_file(p) or {}  # size- and alias-bounded (ms2l_ray.safe_yaml)
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"cannot read experiment file {p}: {exc}") from exc
     if not isinstance(raw, dict):
@@ -118,36 +119,36 @@ class PipelineResult:
 def run_pipeline(cfg: Config, evaluations: list[Evaluation], *, name: str, out_root: Path,
                  tracking: Tracking | None, execution: Execution, parent: RunLogger | None = None,
                  tags: dict[str, Any] | None = None, class_names: list[str] | None = None,
-                 make_parent: bool = True) -> PipelineResult:
+                 make_parent: bool = True, title: str | None = None) -> PipelineResult:
     """Pretrain (when any evaluation needs it), then each evaluation from the pretrained encoder.
+
+    ``name`` (+ a timestamp) keys the jobs' Ray storage; MLflow names runs as people read them:
+    ``<title> / pretrain``, ``<title> / linear`` … (``title`` defaults to ``name``).
 
     ``make_parent`` creates a parent run for this pipeline nested under ``parent``; with False the jobs
     hang directly under ``parent`` (an ablation's cell-seed run already is that parent).
     """
     stamp = unique_stamp()  # Ray Train resumes by run name: two pipelines in one second must not share one
+    title = title or name
     group = parent
     if tracking is not None and make_parent:
         group = start_run(tracking.uri, tracking.experiment, name, parent, {"kind": "experiment", **(tags or {})})
     try:
-        pre_metrics: dict[str, float] = {}
-        pre_run_id = None
-        encoder = None
-        if any(e.strategy not in FROM_SCRATCH for e in evaluations):
-            outcome, pre_run = tracked_pretrain(cfg, name=f"{name}-pretrain-{stamp}", out_dir=out_root / "pretrain",
-                                                tracking=tracking, execution=execution, parent=group, tags=tags)
-            pre_metrics, encoder = outcome.metrics, str(out_root / "pretrain")
-            pre_run_id = pre_run.run_id if pre_run else None
-        results: dict[str, dict[str, float]] = {}
+        pretrained = any(e.strategy not in FROM_SCRATCH for e in evaluations)
+        jobs = []
         for ev in evaluations:
-            ev_cfg = ev.apply(cfg)
             ev_tags = dict(tags or {}, evaluation=ev.label)
-            if pre_run_id and ev.strategy not in FROM_SCRATCH:
-                ev_tags["parent_pretrain_run"] = pre_run_id
-            outcome, _ = tracked_evaluate(ev_cfg, encoder=encoder if ev.strategy not in FROM_SCRATCH else None,
-                                          name=f"{name}-{ev.label}-{stamp}", out_dir=out_root / ev.label,
-                                          tracking=tracking, execution=execution, parent=group, tags=ev_tags,
-                                          class_names=class_names)
-            results[ev.label] = outcome.metrics
+            jobs.append(ChainEvaluation(ev.apply(cfg), f"{name}-{ev.label}-{stamp}", out_root / ev.label, ev_tags,
+                                        pretrained=ev.strategy not in FROM_SCRATCH, title=f"{title} / {ev.label}"))
+        # One Train run for the pretraining and every evaluation (orchestrate.tracked_chain): the evaluation
+        # runs exist before pretraining ends, so their parent_pretrain_run tag is set from the start.
+        chain = tracked_chain(cfg if pretrained else None, jobs, name=f"{name}-{stamp}",
+                              pretrain_name=f"{name}-pretrain-{stamp}", pretrain_out=out_root / "pretrain",
+                              tracking=tracking, execution=execution, parent=group, tags=tags,
+                              class_names=class_names, pretrain_title=f"{title} / pretrain")
+        pre_metrics = chain.pretrain.metrics if chain.pretrain else {}
+        pre_run_id = chain.pretrain_run.run_id if chain.pretrain_run else None
+        results = {ev.label: outcome.metrics for ev, outcome in zip(evaluations, chain.evaluations, strict=True)}
         if group is not None and make_parent:
             summary = {f"{lab}.{k}": v for lab, m in results.items() for k, v in m.items()
                        if k in ("val_top1", "val_top5", "test_top1", "test_top5")}

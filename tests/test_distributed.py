@@ -22,7 +22,7 @@ from mlflow_helpers import artifact_paths, children, client
 from ms2l_ray.cli import main
 from ms2l_ray.config import Config, load_config
 from ms2l_ray.distributed.spec import Resources
-from ms2l_ray.orchestrate import Execution, Tracking, tracked_evaluate, tracked_pretrain
+from ms2l_ray.orchestrate import ChainEvaluation, Execution, Tracking, tracked_chain, tracked_evaluate, tracked_pretrain
 from ms2l_ray.pipeline import Evaluation, run_pipeline
 
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_local")]
@@ -151,6 +151,10 @@ def test_pipeline_on_two_workers_builds_the_mlflow_tree(tmp_path: Path, sqlite_u
             "history.json"} <= pre_art
     ev_art = artifact_paths(sqlite_uri, ev.info.run_id)
     assert {"config.yaml", "confusion_matrix.png", "per_class_accuracy.json", "curves.png"} <= ev_art
+    # one Ray Train run for the pretraining and its evaluation (issue 12 item 7); the pretrain job record beside it
+    kinds = sorted("record" if d.name.startswith("tree-pretrain-") else "chain" if d.name[5:6].isdigit() else d.name
+                   for d in (tmp_path / "ray").iterdir())
+    assert kinds == ["chain", "record"]
     # the run's logged model (the runs table's Model column): weights and config, nothing pickled; it embeds a batch
     from ms2l_ray.tracking.artifacts import load_encoder_embedding
 
@@ -286,3 +290,45 @@ def test_unreachable_tracking_server_fails_before_any_compute(tmp_path: Path,
     assert "unreachable" in capsys.readouterr().err
     assert time.time() - t0 < 30
     assert not (tmp_path / "ray").exists() and not (tmp_path / "enc").exists()
+
+
+def test_chain_recovers_a_killed_worker_and_runs_its_evaluations(tmp_path: Path, sqlite_uri: str,
+                                                                 baseline: dict[str, Any]) -> None:
+    """A pretraining + evaluation chain in one Train run: a worker killed after epoch 1 costs nothing —
+    the pretraining resumes from its checkpoint to the uninterrupted result, then the evaluation runs once."""
+    marker = tmp_path / "killed"
+    tracking = Tracking(sqlite_uri, "ms2l-test")
+    cfg = tiny()
+    ev_cfg = Evaluation("linear").apply(cfg)
+    jobs = [ChainEvaluation(ev_cfg, "chain-linear", tmp_path / "linear", {"evaluation": "linear"})]
+    chain = tracked_chain(cfg, jobs, name="chain", pretrain_name="chain-pretrain", pretrain_out=tmp_path / "pre",
+                          tracking=tracking,
+                          execution=Execution(Resources(workers=2), storage_path=str(tmp_path / "ray"), max_failures=2,
+                                              fail_at_epoch=1),
+                          fail_marker=str(marker))
+    assert marker.exists(), "the injected failure did not happen"
+    assert chain.pretrain is not None and [h["epoch"] for h in chain.pretrain.history] == [1.0, 2.0, 3.0]
+    assert stable(chain.pretrain.metrics) == pytest.approx(stable(baseline["metrics"]))
+    [ev] = chain.evaluations
+    assert (tmp_path / "linear" / "metrics.json").exists() and ev.metrics["test_top1"] > 0
+    c = client(sqlite_uri)
+    assert chain.pretrain_run is not None
+    pre = c.get_run(chain.pretrain_run.run_id)
+    evs = c.search_runs([pre.info.experiment_id], f"tags.parent_pretrain_run = '{pre.info.run_id}'")
+    assert pre.info.status == "FINISHED" and [r.info.status for r in evs] == ["FINISHED"]
+    # the evaluation logged its epochs once: a restart did not replay them
+    steps = [m.step for m in c.get_metric_history(evs[0].info.run_id, "val_top1")]
+    assert steps == sorted(set(steps)) and steps[-1] == ev_cfg.evaluation.optim.epochs + 1
+
+
+def test_chain_skips_stages_finished_before_a_restart_but_not_leftovers(tmp_path: Path) -> None:
+    """``metrics.json`` marks a finished stage; ``run_chain`` clears ones an earlier run left behind."""
+    from ms2l_ray.distributed.spec import JobSpec
+    from ms2l_ray.distributed.trainer import run_chain
+
+    out = tmp_path / "ev"
+    out.mkdir()
+    (out / "metrics.json").write_text(json.dumps({"test_top1": -1.0}))  # a stale result of an earlier run
+    spec = JobSpec.make("evaluate", Evaluation("linear").apply(tiny()), str(out))
+    [outcome] = run_chain([spec], name="stale", resources=Resources(), storage_path=str(tmp_path / "ray"))
+    assert outcome.metrics["test_top1"] >= 0  # recomputed, not the planted -1

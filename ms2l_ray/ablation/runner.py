@@ -35,9 +35,12 @@ import yaml
 from ms2l_ray.ablation.grid import Cell, Grid
 from ms2l_ray.ablation.table import CELL_KIND, PARENT_KIND, AblationTable, ablation_table, search_all
 from ms2l_ray.config import Config, ConfigError, config_hash
+from ms2l_ray.console import current as current_console
+from ms2l_ray.console import say
 from ms2l_ray.distributed.records import read_record, write_record
 from ms2l_ray.distributed.trainer import default_storage_path
-from ms2l_ray.orchestrate import Execution, Tracking, tracked_evaluate
+from ms2l_ray.names import unique_stamp
+from ms2l_ray.orchestrate import ChainEvaluation, Execution, Tracking, log_dataset_input, tracked_chain
 from ms2l_ray.pipeline import Evaluation, run_pipeline
 from ms2l_ray.tracking.runs import RunLogger, RunRef, client, start_run
 from ms2l_ray.tracking.store import redact_uri, retrying
@@ -151,29 +154,41 @@ def _plan(grid: Grid, tracking: Tracking, parent_id: str, log: Callable[[str], N
 
 
 def _baseline(cfg: Config, jobs: list[tuple[Evaluation, list[str]]], name: str, out_dir: str, tracking: Tracking,
-              execution: Execution, cell_ref: RunRef, tags: dict[str, Any]) -> dict[str, float]:
-    """A baseline cell-seed: no pretraining, each job on a fresh random encoder (``Grid.baseline_runs``)."""
+              execution: Execution, cell_ref: RunRef, tags: dict[str, Any], title: str) -> dict[str, float]:
+    """A baseline cell-seed: no pretraining, each job on a fresh random encoder (``Grid.baseline_runs``), all
+    in one Train run (``tracked_chain`` without a pretraining)."""
+    chain_jobs = [ChainEvaluation(ev.apply(cfg), f"{name}-{labels[0]}", Path(out_dir) / labels[0],
+                                  dict(tags, evaluation=labels[0], reported_as=",".join(labels),
+                                       encoder_source="random"), pretrained=False, title=f"{title} / {labels[0]}")
+                  for ev, labels in jobs]
+    chain = tracked_chain(None, chain_jobs, name=f"{name}-{unique_stamp()}", pretrain_name="",
+                          pretrain_out=Path(out_dir), tracking=tracking, execution=execution,
+                          parent=RunLogger(cell_ref))
     summary: dict[str, float] = {}
-    for ev, labels in jobs:
-        ev_tags = dict(tags, evaluation=labels[0], reported_as=",".join(labels), encoder_source="random")
-        outcome, _ = tracked_evaluate(ev.apply(cfg), encoder=None, name=f"{name}-{labels[0]}",
-                                      out_dir=Path(out_dir) / labels[0], tracking=tracking, execution=execution,
-                                      parent=RunLogger(cell_ref), tags=ev_tags)
+    for (_, labels), outcome in zip(jobs, chain.evaluations, strict=True):
         summary.update({f"{lab}.{k}": v for lab in labels for k, v in outcome.metrics.items() if k in SUMMARY_KEYS})
     return summary
 
 
 def _pipeline(cfg: Config, evaluations: list[Evaluation], name: str, out_dir: str, tracking: Tracking,
               execution: Execution, cell_ref: RunRef, tags: dict[str, Any],
-              baseline_jobs: list[tuple[Evaluation, list[str]]] | None = None) -> dict[str, float]:
-    """One cell-seed: pretrain + evaluations (or a baseline's jobs) under the cell-seed run; the summary metrics."""
+              baseline_jobs: list[tuple[Evaluation, list[str]]] | None = None, title: str = "") -> dict[str, float]:
+    """One cell-seed: pretrain + evaluations (or a baseline's jobs) under the cell-seed run; the summary metrics.
+    ``name`` keys Ray storage; ``title`` (:func:`cell_seed_title`) begins the MLflow names of its runs."""
+    title = title or name
     if baseline_jobs is not None:
-        return _baseline(cfg, baseline_jobs, name, out_dir, tracking, execution, cell_ref, tags)
+        return _baseline(cfg, baseline_jobs, name, out_dir, tracking, execution, cell_ref, tags, title)
     result = run_pipeline(cfg, evaluations, name=name, out_root=Path(out_dir), tracking=tracking,
-                          execution=execution, parent=RunLogger(cell_ref), tags=tags, make_parent=False)
+                          execution=execution, parent=RunLogger(cell_ref), tags=tags, make_parent=False, title=title)
     summary = {f"{lab}.{k}": v for lab, m in result.evaluations.items() for k, v in m.items() if k in SUMMARY_KEYS}
     summary.update({f"pretrain.{k}": v for k, v in result.pretrain.items() if k.startswith("train_")})
     return summary
+
+
+def cell_seed_title(grid: str, cell: str, seed: int) -> str:
+    """A cell-seed's MLflow run name, read like the study: ``quick / contrastive / seed 1``; its jobs append
+    ``/ pretrain``, ``/ linear`` … (the parent run carries the ablation's unique name)."""
+    return f"{grid} / {cell} / seed {seed}"
 
 
 class _CellSeedJobs:
@@ -192,15 +207,18 @@ class _CellSeedJobs:
                                 "ablation_run_id": self.parent.run_id}
         if cell.baseline:
             tags["baseline"] = cell.baseline
-        run = start_run(self.tracking.uri, self.tracking.experiment, f"{self.name}-{cell.name}-s{seed}", self.parent,
+        title = cell_seed_title(self.grid.name, cell.name, seed)
+        run = start_run(self.tracking.uri, self.tracking.experiment, title, self.parent,
                         {"kind": CELL_KIND, "config_hash": config_hash(cfg), **tags})
         run.log_params({"cell": cell.name, "seed": seed, "cell.delta": json.dumps(cell.delta, sort_keys=True)})
+        log_dataset_input(run, cfg)  # the compare unit shows its data too (the runs table's Dataset column)
         out = (self.out_dir / cell.name / f"seed{seed}").resolve()
         return run, (cfg, self.grid.evaluations, f"{self.name}-{cell.name}-s{seed}", str(out), self.tracking,
-                     self.execution, run.ref, tags, self.grid.baseline_runs(cell) if cell.baseline else None)
+                     self.execution, run.ref, tags, self.grid.baseline_runs(cell) if cell.baseline else None, title)
 
     def finish(self, cell: Cell, seed: int, run: RunLogger, t0: float, summary: dict[str, float] | None,
                error: BaseException | None, total: int) -> None:
+        current_console().finish(f"{self.name}-{cell.name}-s{seed}-")  # its jobs' live lines, should any be left
         if error is None and summary is not None:
             run.log_metrics(summary, step=0)
             run.end("FINISHED")
@@ -211,7 +229,9 @@ class _CellSeedJobs:
         else:
             run.end("FAILED" if isinstance(error, Exception) else "KILLED")
             self.failed.append((cell.name, seed, repr(error)))
-            self.log(f"[ablate] cell={cell.name} seed={seed} FAILED: {error!r}")
+            where = current_console().log_path
+            self.log(f"[ablate] cell={cell.name} seed={seed} FAILED: {error!r}"
+                     + (f" (details in {where})" if where else ""))
 
     def sequential(self, todo: list[tuple[Cell, int]]) -> None:
         for cell, seed in todo:
@@ -257,12 +277,20 @@ class _CellSeedJobs:
 
 
 def _publish(parent: RunLogger, table: AblationTable, out_dir: Path) -> None:
-    """Table as Markdown + CSV (local and on the parent run) and per-cell mean/std as parent metrics."""
+    """Table as Markdown + CSV and its bar plot (local and on the parent run), per-cell mean/std as parent metrics."""
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "table.md").write_text(table.to_markdown())
     (out_dir / "table.csv").write_text(table.to_csv())
     parent.log_artifact(out_dir / "table.md", "ablation")
     parent.log_artifact(out_dir / "table.csv", "ablation")
+    if table.rows:  # the table's picture beside it: the parent run's artifacts read without `ms2l report`
+        from ms2l_ray.report.plots import ablation_bars
+
+        png = ablation_bars([r.cell for r in table.rows], table.columns,
+                            {col: [r.mean(col) for r in table.rows] for col in table.columns},
+                            {col: [r.std(col) for r in table.rows] for col in table.columns}, [r.n for r in table.rows])
+        (out_dir / "ablation_bars.png").write_bytes(png)
+        parent.log_artifact(out_dir / "ablation_bars.png", "ablation")
     metrics: dict[str, float] = {}
     for row in table.rows:
         metrics[f"{row.cell}.n"] = row.n
@@ -282,7 +310,7 @@ def _publish(parent: RunLogger, table: AblationTable, out_dir: Path) -> None:
 
 def run_ablation(grid: Grid, *, name: str, tracking: Tracking, execution: Execution, out_dir: Path,
                  resume: bool = False, max_concurrent: int | None = None,
-                 log: Callable[[str], None] = print) -> AblationResult:
+                 log: Callable[[str], None] = say) -> AblationResult:
     """Run (or resume) every cell-seed of ``grid``, then build the table from MLflow and log it."""
     t0 = time.perf_counter()
     storage = execution.storage_path or default_storage_path()

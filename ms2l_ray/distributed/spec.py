@@ -1,4 +1,9 @@
-"""What a Train job is: a plain-dict spec that travels to every worker (``train_loop_config``)."""
+"""What a Train job is: a plain-dict spec that travels to every worker (``train_loop_config``).
+
+A job is one pretraining, one evaluation, or a ``chain`` of them: a pretraining and every evaluation of its
+encoder run in one ``TorchTrainer`` (one worker group, one start-up) instead of one each, because at the
+sizes of a grid cell the start-up of a Ray Train run costs as much as its epochs (issue 12, item 7).
+"""
 
 from __future__ import annotations
 
@@ -38,6 +43,8 @@ class JobSpec:
         fail_at_epoch: test hook — the last rank kills its process after this epoch's report, once.
         fail_marker: file that records that the injected failure already happened.
         resume_from: a checkpoint directory to start from when Ray has none to restore.
+        stages: for ``kind="chain"``, the stage jobs as dicts (pretrain first, then evaluations), run in
+            order by the same workers; a stage whose outputs exist is skipped after a worker restart.
     """
 
     kind: str
@@ -50,6 +57,7 @@ class JobSpec:
     fail_marker: str | None = None
     resume_from: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    stages: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def make(cls, kind: str, cfg: Config, out_dir: str, **kw: Any) -> JobSpec:
@@ -59,6 +67,18 @@ class JobSpec:
         if kw.get("encoder"):
             kw["encoder"] = absolute_path(kw["encoder"])
         return cls(kind=kind, config=to_dict(cfg), out_dir=out, **kw)
+
+    @classmethod
+    def chain(cls, stages: list[JobSpec]) -> JobSpec:
+        """One job that runs ``stages`` in order; its own config/out_dir are the first stage's."""
+        if not stages or any(s.kind == "chain" for s in stages):
+            raise ValueError("a chain needs one or more pretrain/evaluate stages")
+        return cls(kind="chain", config=stages[0].config, out_dir=stages[0].out_dir,
+                   stages=[s.to_dict() for s in stages])
+
+    def stage_specs(self) -> list[JobSpec]:
+        """The jobs this spec runs: its stages for a chain, else itself."""
+        return [JobSpec(**s) for s in self.stages] if self.kind == "chain" else [self]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -89,6 +89,14 @@ def _say(message: str) -> None:
     sys.stdout.flush()
 
 
+def _job_say(job: str) -> Any:
+    """``_say`` for ``job``'s lines, marked so the driver's console shows them as that job's live line
+    (:mod:`ms2l_ray.console`) and files them, rather than echoing them with Ray's worker prefix."""
+    from ms2l_ray.console import progress_line
+
+    return lambda message: _say(progress_line(job, message))
+
+
 def _quiet_report_echo() -> None:
     """Drop Ray Train's per-report INFO echo of the whole metrics dict.
 
@@ -142,8 +150,33 @@ def run_job_body(spec: JobSpec, ctx: LoopContext, resume: dict[str, Any] | None 
     return ev.metrics
 
 
+def stage_finished(spec: JobSpec) -> bool:
+    """True when rank 0 wrote this stage's final metrics (``metrics.json`` is written last): after a worker
+    restart, a chain skips its finished stages. The driver clears these files before a chain starts."""
+    return (Path(spec.out_dir) / OUTCOME_FILES[0]).exists()
+
+
+OUTCOME_FILES = ("metrics.json", "history.json", "confusion.npy")
+
+
+def _run_stage(spec: JobSpec, rank: int, world: int, device: torch.device, job: str) -> dict[str, float]:
+    """One pretraining or evaluation on this worker, reporting to Ray (and rank 0 to the stage's MLflow run);
+    its lines are marked as ``job``'s progress."""
+    import ray.train.torch
+
+    ctx = LoopContext(device=device, rank=rank, world_size=world,
+                      wrap_model=lambda m: ray.train.torch.prepare_model(m, move_to_device=True),
+                      hooks=[ReportHook(spec, rank, world)], log=_job_say(job))
+    return run_job_body(spec, ctx, resume=_resume_state(spec) if spec.kind == "pretrain" else None)
+
+
 def train_loop_per_worker(config: dict[str, Any]) -> None:
-    """Entry point of every Train worker; ``config`` is a :class:`JobSpec` as a dict."""
+    """Entry point of every Train worker; ``config`` is a :class:`JobSpec` as a dict.
+
+    A chain runs its stages in order on the same worker group. Only pretraining checkpoints, so after a
+    worker failure Ray hands back the pretraining's latest state: an unfinished pretraining resumes from it,
+    finished stages are skipped (:func:`stage_finished`) and an interrupted evaluation starts again.
+    """
     import ray.train
     import ray.train.torch
 
@@ -152,12 +185,17 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     tctx = ray.train.get_context()
     rank, world = tctx.get_world_rank(), tctx.get_world_size()
     device = ray.train.torch.get_device()
-    ctx = LoopContext(device=device, rank=rank, world_size=world,
-                      wrap_model=lambda m: ray.train.torch.prepare_model(m, move_to_device=True),
-                      hooks=[ReportHook(spec, rank, world)], log=_say)
-    if spec.kind == "pretrain":
-        run_job_body(spec, ctx, resume=_resume_state(spec))
-        return
-    metrics = run_job_body(spec, ctx)
-    # Every rank reports the final metrics once more so the Result carries them.
-    ray.train.report(dict(metrics, final=1.0))
+    for stage in spec.stage_specs():
+        if spec.kind == "chain" and stage_finished(stage):
+            continue
+        metrics = _run_stage(stage, rank, world, device, tctx.get_experiment_name())
+        if spec.kind == "chain" and world > 1:
+            # rank 0 writes the encoder a later stage loads: no rank starts that stage before it is on disk
+            torch.distributed.barrier()
+    if spec.kind == "evaluate":
+        # Every rank reports the final metrics once more so the Result carries them.
+        ray.train.report(dict(metrics, final=1.0))
+    if rank == 0:
+        from ms2l_ray.console import done_line
+
+        _say(done_line(tctx.get_experiment_name()))  # the job's live line goes
