@@ -32,7 +32,7 @@ PLAIN_EVERY_S = 30.0
 MARK = "@ms2l "  # a worker line "@ms2l <job> | <text>" is progress of <job>; "@ms2l <job> done" ends its line
 DONE = "done"
 INTERNAL_LOGGERS = ("ray", "mlflow", "alembic", "optuna", "py.warnings", "urllib3", "filelock", "torch")
-_STAMP = re.compile(r"-\d{8}-\d{6}(-\d+)?$")  # names.unique_stamp's suffix: Ray needs it, people do not
+_STAMP = re.compile(r"-\d{8}-\d{6}(-[0-9a-f]+)?$")  # names.unique_stamp's suffix: Ray needs it, people do not
 
 
 def progress_line(job: str, text: str) -> str:

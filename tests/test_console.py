@@ -29,7 +29,8 @@ def test_marks_round_trip_and_labels_drop_the_uniqueness_stamp() -> None:
         "q-all-s0-20261202-003824", "[pretrain] epoch 1/2")
     assert parse_mark(done_line("q-all-s0-20261202-003824-3")) == ("q-all-s0-20261202-003824-3", None)
     assert parse_mark("[data] builtin: 200 sequences") is None
-    assert job_label("q-all-s0-20261202-003824") == "q-all-s0" and job_label("q-all-s0-20261202-003824-3") == "q-all-s0"
+    assert job_label("q-all-s0-20261202-003824") == "q-all-s0"
+    assert job_label("q-all-s0-20261202-003824-e7297b") == "q-all-s0"  # names.unique_stamp's form
 
 
 def test_plain_console_files_ray_lines_and_throttles_progress(monkeypatch: object) -> None:
