@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import signal
 import statistics
 import subprocess
@@ -199,6 +200,7 @@ def resumed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     record = json.loads((tmp / "ray" / "resumable" / "ms2l_ablation.json").read_text())
     return {"uri": uri, "tmp": tmp, "first": [r.info.run_id for r in first], "stdout": resumed.stdout,
+            "stderr": resumed.stderr,
             "rows": json.loads(out.read_text()), "parent": record["parent_run_id"], "killed_at": killed_at,
             "total": time.perf_counter() - t0}
 
@@ -221,6 +223,23 @@ def test_resume_after_killed_driver_runs_each_cell_seed_exactly_once(resumed: di
     print(f"killed after {resumed['killed_at']:.0f}s; whole fixture {resumed['total']:.0f}s")
 
 
+def test_console_shows_our_lines_and_files_ray_and_mlflow_internals(resumed: dict[str, Any]) -> None:
+    """The resumed driver's terminal (captured as a non-terminal): our lines and one result per cell-seed it ran;
+    Ray's worker prefixes, controller errors and MLflow's warnings are in OUT/ms2l.log instead (issue 15)."""
+    shown = [line for line in (resumed["stdout"] + resumed["stderr"]).splitlines() if line.strip()]
+    for needle in ("pid=", "core_worker", "PreemptionWatcher", "repeated", "WARNING", "INFO", "Traceback",
+                   "Pickle", "mlflow.", "Warning"):
+        assert not [line for line in shown if needle in line], (needle, shown)
+    ran = 4 - len(resumed["first"])
+    results = [line for line in shown if re.match(r"\[ablate\] \d/\d+ cell=\w+ seed=\d: linear.val_top1=", line)]
+    assert len(results) == ran, shown
+    log_path = resumed["tmp"] / "out" / "ms2l.log"
+    assert sum(f"Ray and MLflow messages go to {log_path}" in line for line in shown) == 1  # said once
+    log = log_path.read_text()
+    assert "(RayTrainWorker pid=" in log and "Started a local Ray instance" in log  # Ray's own lines, kept
+    assert re.search(r"\[progress\] resumable-\w+-s\d: \[pretrain\] epoch 1/1", log)  # the live lines' text
+
+
 def test_run_tree_parent_cell_seed_pretrain_evaluation(resumed: dict[str, Any]) -> None:
     uri, parent = resumed["uri"], resumed["parent"]
     c = client(uri)
@@ -236,11 +255,19 @@ def test_run_tree_parent_cell_seed_pretrain_evaluation(resumed: dict[str, Any]) 
         pre = next(j for j in jobs if j.data.tags["kind"] == "pretrain")
         ev = next(j for j in jobs if j.data.tags["kind"] == "evaluate")
         assert ev.data.tags["evaluation"] == "linear" and ev.data.tags["parent_pretrain_run"] == pre.info.run_id
+        title = f"smoke / {cell.data.tags['cell']} / seed {cell.data.tags['seed']}"  # names read like the study
+        assert cell.info.run_name == title
+        assert {j.info.run_name for j in jobs} == {f"{title} / pretrain", f"{title} / linear"}
         for j in jobs:
             assert j.data.tags["cell"] == cell.data.tags["cell"] and j.data.tags["seed"] == cell.data.tags["seed"]
             assert j.info.status == "FINISHED"
+            (ds,) = j.inputs.dataset_inputs  # the UI's Dataset column: the data, its digest and the split
+            assert (ds.dataset.name, len(ds.dataset.digest)) == ("builtin", 10)
+            assert {t.key: t.value for t in ds.tags}["mlflow.data.context"] == "ntu60-xsub"
     arts = {f.path for f in c.list_artifacts(parent, "ablation")}
-    assert {"ablation/table.md", "ablation/table.csv", "ablation/grid.yaml"} <= arts
+    assert {"ablation/table.md", "ablation/table.csv", "ablation/grid.yaml", "ablation/ablation_bars.png"} <= arts
+    # MLflow 3's UI opens an experiment without a kind in GenAI mode; ours is a model-development one
+    assert c.get_experiment(exp).tags["mlflow.experimentKind"] == "custom_model_development"
 
 
 def test_table_is_mean_and_std_of_the_child_runs(resumed: dict[str, Any]) -> None:

@@ -9,12 +9,15 @@ tested against the run layout rather than against the search code.
 from __future__ import annotations
 
 import base64
+import json
 import re
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
 import pytest
-from mlflow_helpers import artifact_paths
+from browser_helpers import chromium, mlflow_server, page_text, wait_for
+from mlflow_helpers import artifact_paths, children, client
 
 from ms2l_ray.ablation.grid import load_grid
 from ms2l_ray.ablation.runner import run_ablation
@@ -139,3 +142,72 @@ def test_unknown_target_lists_experiments(tmp_path: Path, capsys: pytest.Capture
     assert main(["report", "nope", "--tracking-uri", uri, "--out", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err
     assert "neither a run id nor an experiment name" in err and "search" in err
+
+
+# --------------------------------------------------------------------------- what people see, in a real browser
+def _shoot(driver: Any, path: Path) -> None:
+    """A full-window screenshot (PNG) into the test's folder."""
+    assert driver.save_screenshot(str(path)) and path.stat().st_size > 10_000
+
+
+def test_mlflow_ui_shows_the_run_tree_and_compares_the_cells(ablation: dict[str, Any], tmp_path: Path) -> None:
+    """The reported ablation through a real ``mlflow server`` and headless Chromium: the experiment page lists
+    the parent and (expanded) its cell-seed runs with their dataset; the compare view puts the cell-seeds'
+    metrics side by side. Screenshots: experiment.png, experiment_nested.png, compare.png."""
+    from selenium.webdriver.common.by import By
+
+    uri, result = ablation["uri"], ablation["result"]
+    c = client(uri)
+    exp_id = c.get_run(result.parent_run_id).info.experiment_id
+    cells = [r for r in children(uri, result.parent_run_id) if r.data.tags.get("kind") == "ablation_cell"]
+    titles = sorted(r.info.run_name for r in cells)
+    assert titles == [f"smoke / {cell} / seed {s}" for cell in ("all", "motion") for s in (0, 1)]
+    with mlflow_server(uri, tmp_path / "mlflow-server.log") as base, chromium() as driver:
+        # Model-training view (MLflow 3.17 keeps a GenAI/model-training switch per browser; the link says which)
+        driver.get(f"{base}/#/experiments/{exp_id}/runs?workflowType=machine_learning")
+        link = wait_for(driver, lambda d: d.find_elements(By.LINK_TEXT, "reported"), "the parent run 'reported'")[0]
+        _shoot(driver, tmp_path / "experiment.png")
+        row = link.find_element(By.XPATH, "./ancestor::*[@role='row'][1]")
+        row.find_elements(By.CSS_SELECTOR, "button")[0].click()  # the parent's expander
+        wait_for(driver, lambda d: all(t in page_text(d) for t in titles), f"the nested runs {titles}")
+        wait_for(driver, lambda d: "builtin" in page_text(d), "the cell-seeds' dataset (builtin) in the Dataset column")
+        _shoot(driver, tmp_path / "experiment_nested.png")
+
+        ids = json.dumps([r.info.run_id for r in cells])
+        driver.get(f"{base}/#/compare-runs?runs={urllib.parse.quote(ids)}"
+                   f"&experiments={urllib.parse.quote(json.dumps([exp_id]))}&workflowType=machine_learning")
+        wait_for(driver, lambda d: "linear.test_top1" in page_text(d) and "linear.val_top1" in page_text(d),
+                 "the cell-seeds' metrics")
+        text = page_text(driver)
+        assert all(t in text for t in titles)  # one column per cell-seed
+        row = driver.find_element(By.XPATH, "//*[normalize-space(text())='linear.test_top1']")
+        driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", row)
+        for r in cells:  # each cell-seed's own value is on the page
+            value = r.data.metrics["linear.test_top1"]
+            assert any(f"{value:.{k}f}".rstrip("0").rstrip(".") in text for k in (1, 2, 3, 4)), value
+        _shoot(driver, tmp_path / "compare.png")
+
+
+def test_report_html_images_load_and_links_resolve(ablation: dict[str, Any], tmp_path: Path) -> None:
+    """``ms2l report``'s HTML in headless Chromium: every image decodes (naturalWidth > 0), every link resolves
+    (in-page anchors to an element, files to a file). Screenshot: report.png."""
+    from selenium.webdriver.common.by import By
+
+    build_report(ablation["result"].parent_run_id, tracking_uri=ablation["uri"], out_dir=tmp_path / "rep",
+                 attach_to_runs=False)
+    page = tmp_path / "rep" / "report.html"
+    with chromium(1280, 2400) as driver:
+        driver.get(page.as_uri())
+        wait_for(driver, lambda d: d.execute_script("return document.readyState") == "complete", "a loaded page")
+        images = driver.find_elements(By.TAG_NAME, "img")
+        assert len(images) >= 2
+        widths = [driver.execute_script("return arguments[0].complete && arguments[0].naturalWidth", i) for i in images]
+        assert all(w and w > 0 for w in widths), widths
+        for a in driver.find_elements(By.TAG_NAME, "a"):
+            href = a.get_attribute("href") or ""
+            if "#" in href and href.split("#")[0] == page.as_uri():
+                anchor = href.split("#", 1)[1]
+                assert driver.execute_script("return !!document.getElementById(arguments[0])", anchor), href
+            elif href.startswith("file://"):
+                assert Path(urllib.parse.unquote(href[len("file://"):])).exists(), href
+        _shoot(driver, tmp_path / "report.png")
