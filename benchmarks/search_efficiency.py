@@ -28,7 +28,8 @@ Full run (not yet measured here; expect roughly 30–40 minutes on a quiet 2-cor
 
     OMP_NUM_THREADS=1 python benchmarks/search_efficiency.py --seeds 3 --samples 6 --asha-samples 8 --cpus 2
 
-Toy run (proves the pipeline, about two minutes; the numbers mean nothing)::
+Toy run (proves the pipeline; the numbers mean nothing — every toy trial sits near chance. Measured: 16 min
+wall on a 2-core machine under a load average of ~6–13 from other jobs; a few minutes on a quiet one)::
 
     OMP_NUM_THREADS=1 python benchmarks/search_efficiency.py --toy
 """
