@@ -12,6 +12,8 @@ import copy
 import dataclasses
 import hashlib
 import json
+import math
+import reprlib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -19,6 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from ms2l_ray.limits import MAX_SEQUENCE_FRAMES
+from ms2l_ray.safe_yaml import load_yaml_file, load_yaml_text
 
 # Jigsaw policies for clips shorter than the segment count (augment.temporal_jigsaw); kept here so the
 # config layer validates them without importing torch.
@@ -33,6 +38,18 @@ PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
 
 class ConfigError(ValueError):
     """A bad configuration; the message names every offending dotted key."""
+
+
+# Shown values are cut (depth, length) before they are built: a YAML alias tree of billions of leaves in a
+# typed field must not become a message of billions of characters.
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxdict, _REPR.maxtuple = 3, 8, 8, 8
+_REPR.maxstring, _REPR.maxother, _REPR.maxlong = 80, 80, 40
+
+
+def shown(value: Any) -> str:
+    """A bounded ``repr`` of a config value for error messages."""
+    return _REPR.repr(value)
 
 
 @dataclass
@@ -77,6 +94,9 @@ class OptimConfig:
     step_size: int = 30  # StepLR step, in epochs
     gamma: float = 0.1  # StepLR decay
     grad_clip: float = 10.0  # max gradient norm per module; 0 disables
+    # Consecutive training steps with a non-finite loss that are skipped (no update) before the job stops with
+    # an error naming the epoch, step and loss term; 0 stops at the first (ms2l_ray.train.guard).
+    nonfinite_patience: int = 0
 
 
 @dataclass
@@ -176,7 +196,7 @@ def _path_errors(value: Any, tp: Any, key: str) -> list[str]:
     if typing.get_origin(tp) is list:  # only list[float] is used: a list of numbers
         if isinstance(value, list) and all(_is_number(v) for v in value):
             return []
-        return [f"{key}: expected a list of numbers, got {type(value).__name__} {value!r}"]
+        return [f"{key}: expected a list of numbers, got {type(value).__name__} {shown(value)}"]
     if tp is float:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
     elif tp is int:
@@ -187,13 +207,14 @@ def _path_errors(value: Any, tp: Any, key: str) -> list[str]:
         ok = isinstance(value, str)
     else:  # pragma: no cover - only the types above are used
         ok = True
-    return [] if ok else [f"{key}: expected {tp.__name__}, got {type(value).__name__} {value!r}"]
+    return [] if ok else [f"{key}: expected {tp.__name__}, got {type(value).__name__} {shown(value)}"]
 
 
 def _merge(obj: Any, delta: dict[str, Any], prefix: str, errors: list[str]) -> Any:
     """Return a copy of dataclass ``obj`` with ``delta`` applied; collect problems in ``errors``."""
     if not isinstance(delta, dict):
-        errors.append(f"{prefix.rstrip('.') or '<root>'}: expected a mapping, got {type(delta).__name__} {delta!r}")
+        where = prefix.rstrip(".") or "<root>"
+        errors.append(f"{where}: expected a mapping, got {type(delta).__name__} {shown(delta)}")
         return obj
     hints = typing.get_type_hints(type(obj))
     names = {f.name for f in dataclasses.fields(obj)}
@@ -221,20 +242,70 @@ def _merge(obj: Any, delta: dict[str, Any], prefix: str, errors: list[str]) -> A
     return dataclasses.replace(obj, **changes)
 
 
+# Upper bounds of the config's sizes: each allocates memory or time in proportion (a model width, a batch, a
+# dataset), so an absurd value must fail here, not as an out-of-memory minutes later — and a stored config
+# (an ``encoder.pt`` from elsewhere) that claims one is refused before its model is built. Far above the
+# paper's settings (ms2l_ray.limits explains the data ceilings).
+INT_CEILINGS: dict[str, int] = {
+    "model.hidden_size": 16384, "model.num_layers": 16, "model.decoder_layers": 16, "model.head_hidden": 65536,
+    "model.proj_dim": 65536, "data.max_frames": MAX_SEQUENCE_FRAMES, "data.builtin_sequences": 1_000_000,
+    "evaluation.knn_k": 100_000,
+    **{f"{p}.{k}": v for p in ("pretrain", "evaluation.optim")
+       for k, v in (("epochs", 100_000), ("batch_size", 65536), ("step_size", 100_000),
+                    ("nonfinite_patience", 1_000_000))},
+}
+INT64_MAX = 2**63 - 1  # any other int (seed, limit, log_every) must at least fit numpy's and torch's int64
+
+
+def leaves(obj: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    """``(dotted key, value)`` of every leaf field of a config dataclass, in declaration order."""
+    out: list[tuple[str, Any]] = []
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            out.extend(leaves(value, f"{prefix}{f.name}."))
+        else:
+            out.append((f"{prefix}{f.name}", value))
+    return out
+
+
+def _finite_errors(cfg: Config) -> tuple[list[str], set[str]]:
+    """Every float (and list-of-float entry) must be finite; every int within its ceiling. One walk over all
+    fields, so a float field added later is covered without a rule of its own. Returns (errors, bad keys)."""
+    errors: list[str] = []
+    bad: set[str] = set()
+    for key, value in leaves(cfg):
+        if isinstance(value, float) and not math.isfinite(value):
+            errors.append(f"{key}: must be a finite number, got {value!r}")
+            bad.add(key)
+        elif isinstance(value, list) and not all(math.isfinite(v) for v in value):
+            i = next(i for i, v in enumerate(value) if not math.isfinite(v))
+            errors.append(f"{key}[{i}]: must be a finite number, got {value[i]!r}")
+            bad.add(key)
+        elif isinstance(value, int) and not isinstance(value, bool):
+            ceiling = INT_CEILINGS.get(key, INT64_MAX)
+            if value > ceiling or value < -INT64_MAX:
+                errors.append(f"{key}: must be <= {ceiling}, got {shown(value)}")
+                bad.add(key)
+    return errors, bad
+
+
 def _range_errors(cfg: Config) -> list[str]:
-    """Out-of-range values, each named by its dotted key."""
-    e: list[str] = []
+    """Non-finite and out-of-range values, each named by its dotted key (a non-finite key is reported once)."""
+    e, non_finite = _finite_errors(cfg)
 
     def need(cond: bool, key: str, value: Any, what: str) -> None:
-        if not cond:
-            e.append(f"{key}: {what}, got {value!r}")
+        if not cond and key not in non_finite:
+            e.append(f"{key}: {what}, got {shown(value)}")
 
     t = cfg.tasks
     for name in ("motion_weight", "jigsaw_weight", "contrastive_weight"):
-        need(getattr(t, name) >= 0, f"tasks.{name}", getattr(t, name), "must be >= 0")
-    need(t.motion_weight + t.jigsaw_weight + t.contrastive_weight > 0, "tasks.*_weight",
-         (t.motion_weight, t.jigsaw_weight, t.contrastive_weight), "at least one task weight must be > 0")
-    need(t.temperature > 0, "tasks.temperature", t.temperature, "must be > 0")
+        need(0 <= getattr(t, name) <= 1e4, f"tasks.{name}", getattr(t, name), "must be in [0, 1e4]")
+    if not non_finite & {"tasks.motion_weight", "tasks.jigsaw_weight", "tasks.contrastive_weight"}:
+        need(t.motion_weight + t.jigsaw_weight + t.contrastive_weight > 0, "tasks.*_weight",
+             (t.motion_weight, t.jigsaw_weight, t.contrastive_weight), "at least one task weight must be > 0")
+    # logits are cosine similarities / τ: below 1e-4 they leave float32's comfortable range
+    need(1e-4 <= t.temperature <= 1e4, "tasks.temperature", t.temperature, "must be in [1e-4, 1e4]")
     need(2 <= t.jigsaw_segments <= 5, "tasks.jigsaw_segments", t.jigsaw_segments, "must be in 2..5")
     need(t.jigsaw_short in JIGSAW_SHORT_POLICIES, "tasks.jigsaw_short", t.jigsaw_short,
          f"must be one of {JIGSAW_SHORT_POLICIES}")
@@ -249,20 +320,23 @@ def _range_errors(cfg: Config) -> list[str]:
     for prefix, o in (("pretrain", cfg.pretrain), ("evaluation.optim", cfg.evaluation.optim)):
         need(o.epochs >= 1, f"{prefix}.epochs", o.epochs, "must be >= 1")
         need(o.batch_size >= 2, f"{prefix}.batch_size", o.batch_size, "must be >= 2 (BatchNorm heads)")
-        need(o.lr > 0, f"{prefix}.lr", o.lr, "must be > 0")
-        need(o.weight_decay >= 0, f"{prefix}.weight_decay", o.weight_decay, "must be >= 0")
+        need(0 < o.lr <= 10, f"{prefix}.lr", o.lr, "must be in (0, 10]")
+        need(0 <= o.weight_decay <= 10, f"{prefix}.weight_decay", o.weight_decay, "must be in [0, 10]")
         need(o.step_size >= 1, f"{prefix}.step_size", o.step_size, "must be >= 1")
         need(0 < o.gamma <= 1, f"{prefix}.gamma", o.gamma, "must be in (0, 1]")
         need(o.grad_clip >= 0, f"{prefix}.grad_clip", o.grad_clip, "must be >= 0")
+        need(o.nonfinite_patience >= 0, f"{prefix}.nonfinite_patience", o.nonfinite_patience, "must be >= 0")
     ev = cfg.evaluation
     need(ev.strategy in STRATEGIES, "evaluation.strategy", ev.strategy, f"must be one of {list(STRATEGIES)}")
     need(0 < ev.label_fraction <= 1, "evaluation.label_fraction", ev.label_fraction, "must be in (0, 1]")
     need(ev.strategy != "semi" or ev.label_fraction < 1, "evaluation.label_fraction", ev.label_fraction,
          "must be < 1 for the semi-supervised strategy")
     need(ev.knn_k >= 1, "evaluation.knn_k", ev.knn_k, "must be >= 1")
-    need(ev.knn_temperature > 0, "evaluation.knn_temperature", ev.knn_temperature, "must be > 0")
-    need(all(0 < lr < float("inf") for lr in ev.lr_grid), "evaluation.lr_grid", ev.lr_grid,
-         "every learning rate must be finite and > 0")
+    # the vote weights are exp(similarity / τ): below 0.02 they overflow float32
+    need(0.02 <= ev.knn_temperature <= 1e4, "evaluation.knn_temperature", ev.knn_temperature,
+         "must be in [0.02, 1e4]")
+    need(all(0 < lr <= 10 for lr in ev.lr_grid), "evaluation.lr_grid", ev.lr_grid,
+         "every learning rate must be finite and > 0 (at most 10)")
     need(len(ev.lr_grid) <= 16, "evaluation.lr_grid", ev.lr_grid, "at most 16 learning rates")
     need(ev.standardize in STANDARDIZE_MODES, "evaluation.standardize", ev.standardize,
          f"must be one of {STANDARDIZE_MODES}")
@@ -297,7 +371,10 @@ def parse_override(item: str) -> dict[str, Any]:
     key, raw = item.split("=", 1)
     if not key or any(not part for part in key.split(".")):
         raise ConfigError(f"--set: bad key {key!r} in {item!r}")
-    value: Any = yaml.safe_load(raw) if raw else ""
+    try:
+        value: Any = load_yaml_text(raw) if raw else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {shown(item)}: the value is not YAML: {exc}") from None
     if isinstance(value, str):  # YAML 1.1 reads "3e-4" as a string; a user means the number
         try:
             value = float(value)
@@ -317,7 +394,7 @@ def load_config(preset: str = "small", yaml_path: str | Path | None = None, over
     if yaml_path is not None:
         path = Path(yaml_path)
         try:
-            loaded = yaml.safe_load(path.read_text()) or {}
+            loaded = load_yaml_file(path) or {}
         except (OSError, yaml.YAMLError) as exc:
             raise ConfigError(f"cannot read config file {path}: {exc}") from exc
         cfg = apply_delta(cfg, loaded, f"config file {path}")
@@ -386,9 +463,22 @@ def unflatten(flat: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+# Fields that change no number of a run that succeeds, left out of :func:`config_hash` at their default so
+# that adding them kept the hashes of earlier runs (an ablation resumed across the upgrade matches its cells).
+HASH_OMITTED_AT_DEFAULT: dict[tuple[str, ...], Any] = {("pretrain", "nonfinite_patience"): 0,
+                                                       ("evaluation", "optim", "nonfinite_patience"): 0}
+
+
 def config_hash(cfg: Config) -> str:
     """Short stable hash of the resolved config (MLflow tag; identical configs share it)."""
-    blob = json.dumps(to_dict(cfg), sort_keys=True).encode()
+    d = to_dict(cfg)
+    for path, default in HASH_OMITTED_AT_DEFAULT.items():
+        node = d
+        for part in path[:-1]:
+            node = node[part]
+        if node.get(path[-1]) == default:
+            del node[path[-1]]
+    blob = json.dumps(d, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:12]
 
 

@@ -50,13 +50,15 @@ def unflatten_mvc(x: torch.Tensor, num_persons: int, num_joints: int, coords: in
     return x.reshape(*x.shape[:-1], num_persons, num_joints, coords)  # [..., M, V, C]
 
 
-def from_nctvm(x: np.ndarray) -> np.ndarray:
-    """ST-GCN ``[N, C, T, V, M]`` → contract ``[N, T, M·V·C]`` (a copy, float32)."""
+def from_nctvm(x: np.ndarray, dtype: type | None = np.float32) -> np.ndarray:
+    """ST-GCN ``[N, C, T, V, M]`` → contract ``[N, T, M·V·C]`` (a copy, float32; ``dtype=None`` keeps ``x``'s,
+    so a reader can range-check the stored values before the cast)."""
     if x.ndim != 5:
         raise ShapeError(f"ST-GCN arrays are [N, C, T, V, M], got shape {x.shape}")
     n, c, t, v, m = x.shape
     out = np.ascontiguousarray(x.transpose(0, 2, 4, 3, 1))  # [N, T, M, V, C]
-    return out.reshape(n, t, m * v * c).astype(np.float32, copy=False)  # [N, T, M*V*C]
+    out = out.reshape(n, t, m * v * c)  # [N, T, M*V*C]
+    return out if dtype is None else out.astype(dtype, copy=False)
 
 
 def check_batch(x: torch.Tensor, lengths: torch.Tensor, num_features: int | None = None) -> None:

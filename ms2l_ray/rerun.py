@@ -11,9 +11,10 @@ from typing import Any
 
 import yaml
 
-from ms2l_ray.config import from_dict
+from ms2l_ray.config import ConfigError, from_dict
 from ms2l_ray.names import unique_name
 from ms2l_ray.orchestrate import CONFIG_ARTIFACT, Execution, Tracking, tracked_evaluate, tracked_pretrain
+from ms2l_ray.safe_yaml import load_yaml_file
 from ms2l_ray.tracking.runs import client, code_version
 from ms2l_ray.tracking.store import retrying
 
@@ -30,7 +31,11 @@ def rerun(run_id: str, *, tracking: Tracking, execution: Execution, out: Path | 
         raise ValueError(f"run {run_id} has tag kind={kind!r}; only pretrain and evaluate runs can be re-run")
     local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=CONFIG_ARTIFACT,
                                                 tracking_uri=tracking.uri)
-    cfg = from_dict(yaml.safe_load(Path(local).read_text()))
+    try:  # size- and alias-bounded: whoever can write the artifact store can write this file
+        stored = load_yaml_file(local)
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"run {run_id}: cannot read its {CONFIG_ARTIFACT}: {exc}") from None
+    cfg = from_dict(stored)
     logged, now = tags.get("git_commit", "unknown"), code_version()["git_commit"]
     print(f"[rerun] {kind} run {run_id}: logged with code {logged}; running with {now}"
           + ("" if logged == now else "  (code differs: results may differ)"))

@@ -45,6 +45,7 @@ import yaml
 from ms2l_ray.config import PRESETS, Config, ConfigError, apply_delta, load_config, merge_deltas, parse_override
 from ms2l_ray.names import NAME_PATTERN
 from ms2l_ray.pipeline import Evaluation, parse_evaluations
+from ms2l_ray.safe_yaml import load_yaml_file
 
 GRID_KEYS = ("name", "description", "preset", "config", "seeds", "evaluations", "cells", "metrics", "max_concurrent",
              "baselines")
@@ -278,7 +279,7 @@ def load_grid(path: str | Path, **kw: Any) -> Grid:
     """Read and validate a grid file; see :func:`parse_grid` for the keyword overrides."""
     p = Path(path)
     try:
-        raw = yaml.safe_load(p.read_text())
+        raw = load_yaml_file(p)  # size- and alias-bounded (ms2l_ray.safe_yaml)
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"cannot read ablation grid {p}: {exc}") from exc
     return parse_grid(raw, str(p), **kw)

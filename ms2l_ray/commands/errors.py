@@ -7,7 +7,8 @@ traceback. Policy:
   config value (:class:`~ms2l_ray.config.ConfigError`, which names, refused overwrites and argparse errors
   are), a file or folder named on the command line that does not exist, an unusable tracking URI.
 * ``1`` — the command ran and failed on data or at run time: a malformed dataset file
-  (:class:`~ms2l_ray.data.errors.DataFormatError`), a failed training job, an I/O error.
+  (:class:`~ms2l_ray.data.errors.DataFormatError`), a failed training job (a non-finite loss:
+  :class:`~ms2l_ray.train.errors.TrainingError`), an I/O error.
 * ``130`` — interrupted (Ctrl-C).
 
 Errors are printed as one ``ms2l <command>: error: <message>`` block without a traceback; ``--debug`` (or
@@ -86,6 +87,7 @@ def message(exc: BaseException) -> str:
     from ms2l_ray.config import ConfigError
     from ms2l_ray.data.errors import DataFormatError
     from ms2l_ray.tracking.store import TrackingError
+    from ms2l_ray.train.errors import TrainingError
 
     exc = root_cause(exc)
     lines = []
@@ -96,7 +98,7 @@ def message(exc: BaseException) -> str:
     text = redact_text("\n".join(lines).strip())
     if not text:
         return type(exc).__name__
-    ours = (ConfigError, DataFormatError, TrackingError, FileNotFoundError, FileExistsError)
+    ours = (ConfigError, DataFormatError, TrackingError, TrainingError, FileNotFoundError, FileExistsError)
     return text if isinstance(exc, ours) or type(exc) is ValueError else f"{type(exc).__name__}: {text}"
 
 

@@ -221,7 +221,7 @@ def prepare(fmt: str, source: str | Path, out: str | Path, *, skip_bad: bool = F
     def processed() -> Iterator[SkeletonSet]:
         classes = 0
         for data in chunks:
-            data = pp.apply(data, config)
+            data = pp.apply(data, config, source)
             bar.update(len(data.offsets) - 1)
             classes = data.num_classes
             report.num_frames += int(data.offsets[-1])

@@ -6,7 +6,7 @@ Why recorded: results on NTU depend visibly on denoising, centring and alignment
 
 Steps, in the order :func:`apply` runs them:
 
-1. **denoise** (raw NTU only, per file, before the persons are fixed to ``M``): :func:`select_bodies`.
+1. **denoise** (raw NTU only, per file, before the persons are fixed to ``M``): :func:`select_blocks`.
 2. **center**: subtract the layout's centre joint of person 0 in the first frame where person 0 is present,
    from every person and frame; absent persons (all-zero) stay zero.
 3. **align**: rotate each sequence so that its first-frame hip axis (left → right hip) lies on +x and its
@@ -14,18 +14,23 @@ Steps, in the order :func:`apply` runs them:
 4. **scale_normalize**: divide by the sequence's mean spine length (person 0).
 5. **resample**: evenly spaced frame indices to a fixed number of frames (up- or down-sampling).
 
-All set-level steps are vectorised over all frames of all sequences (one gather per step).
+All set-level steps are vectorised over all frames of all sequences (one gather per step). :func:`apply`
+re-checks after every step that each coordinate is still finite (a ``min``/``max`` pass, no temporary):
+readers bound raw coordinates (:data:`~ms2l_ray.limits.MAX_ABS_COORD`), but a step such as centring
+``±3e38`` would turn finite input into ``inf`` or NaN, and no NaN may reach a store.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from os import PathLike
 from typing import Any
 
 import numpy as np
 
 from ms2l_ray.contract import COORDS
 from ms2l_ray.data.container import SkeletonSet
+from ms2l_ray.data.errors import DataFormatError
 from ms2l_ray.layouts import get_layout
 
 _EPS = 1e-6
@@ -53,7 +58,23 @@ class PreprocessConfig:
 
 def select_bodies(bodies: np.ndarray, *, max_persons: int = 2, denoise: bool = True, max_noise_length: int = 11,
                   spread_ratio: float = 0.8, noise_frame_ratio: float = 0.69754) -> np.ndarray:
-    """Reduce the bodies tracked in one NTU file to ``max_persons`` actors.
+    """Reduce the bodies tracked in one NTU file to ``max_persons`` actors (dense form of :func:`select_blocks`).
+
+    Shape:
+        bodies ``[B, T, V, C]`` (zeros where a body is absent) → ``[max_persons, T, V, C]``.
+    """
+    b, t, _, _ = bodies.shape
+    present = np.any(bodies != 0, axis=(2, 3))  # [B, T]
+    body, frame = np.nonzero(present)  # one block per present (body, frame)
+    return select_blocks(bodies[body, frame], body, frame, num_bodies=b, num_frames=t, max_persons=max_persons,
+                         denoise=denoise, max_noise_length=max_noise_length, spread_ratio=spread_ratio,
+                         noise_frame_ratio=noise_frame_ratio)
+
+
+def select_blocks(xyz: np.ndarray, body: np.ndarray, frame: np.ndarray, *, num_bodies: int, num_frames: int,
+                  max_persons: int = 2, denoise: bool = True, max_noise_length: int = 11, spread_ratio: float = 0.8,
+                  noise_frame_ratio: float = 0.69754) -> np.ndarray:
+    """Reduce the bodies tracked in one NTU file to ``max_persons`` actors, from the file's joint blocks.
 
     With ``denoise`` (the common NTU scripts' rules, simplified: no merging of broken tracks): drop
     bodies present in at most ``max_noise_length`` frames, drop bodies whose x/y spread marks them as
@@ -62,31 +83,44 @@ def select_bodies(bodies: np.ndarray, *, max_persons: int = 2, denoise: bool = T
     active first. If every body would be dropped, the rules are not applied. Without ``denoise`` the first
     bodies in order of appearance are kept (the ST-GCN ``ntu_gendata`` behaviour).
 
+    Why blocks and not a ``[B, T, V, C]`` array: every statistic is a per-body sum over the blocks a file
+    lists, so memory grows with the file, not with bodies × frames — a few MB with a new body id in every
+    frame would otherwise ask for gigabytes. A block whose joints are all zero is an absent body; of two
+    blocks of the same body and frame the later counts (as an assignment into the dense array would).
+
     Shape:
-        bodies ``[B, T, V, C]`` (zeros where a body is absent) → ``[max_persons, T, V, C]``.
+        xyz ``[K, V, C]``, body/frame ``[K]`` (body ids ``0..num_bodies-1`` in order of first appearance)
+        → ``[max_persons, num_frames, V, C]`` float32.
     """
-    b, t, v, c = bodies.shape
-    out = np.zeros((max_persons, t, v, c), dtype=np.float32)
-    if b == 0:
+    k, v, c = xyz.shape
+    out = np.zeros((max_persons, num_frames, v, c), dtype=np.float32)
+    if num_bodies == 0 or k == 0:
         return out
-    present = np.any(bodies != 0, axis=(2, 3))  # [B, T]
-    n_frames = present.sum(axis=1)  # [B]
-    order = np.arange(b)
-    if denoise and b > 1:
-        x, y = bodies[..., 0], bodies[..., 1]  # [B, T, V]
-        object_like = (x.max(-1) - x.min(-1)) > spread_ratio * (y.max(-1) - y.min(-1))  # [B, T]
-        object_share = (object_like & present).sum(axis=1) / np.maximum(n_frames, 1)  # [B]
+    key = body.astype(np.int64) * num_frames + frame
+    _, last = np.unique(key[::-1], return_index=True)  # the last block of each (body, frame)
+    keep_rows = np.sort(k - 1 - last)
+    keep_rows = keep_rows[np.any(xyz[keep_rows] != 0, axis=(1, 2))]  # present blocks only
+    xyz, body, frame = xyz[keep_rows], body[keep_rows], frame[keep_rows]
+    order = np.arange(num_bodies)
+    if denoise and num_bodies > 1:
+        n_frames = np.bincount(body, minlength=num_bodies)  # [B]
+        x, y = xyz[..., 0], xyz[..., 1]  # [K, V]
+        object_like = (x.max(-1) - x.min(-1)) > spread_ratio * (y.max(-1) - y.min(-1))  # [K]
+        object_share = np.bincount(body, weights=object_like, minlength=num_bodies) / np.maximum(n_frames, 1)
         keep = (n_frames > max_noise_length) & (object_share < noise_frame_ratio)
         if not keep.any():
             keep = n_frames > 0
-        w = present[..., None, None].astype(np.float64)  # [B, T, 1, 1]
-        n = np.maximum(n_frames, 1)[:, None, None]  # [B, 1, 1]
-        mean = (bodies * w).sum(axis=1) / n  # [B, V, C]
-        motion = (((bodies - mean[:, None]) ** 2) * w).sum(axis=(1, 2, 3)) / n[:, 0, 0]  # [B]
+        n = np.maximum(n_frames, 1).astype(np.float64)  # [B]
+        flat = xyz.reshape(len(xyz), v * c).astype(np.float64)  # [K, D]
+        cells = (body[:, None] * (v * c) + np.arange(v * c)).reshape(-1)  # [K*D] (body, coordinate) cells
+        sums = np.bincount(cells, weights=flat.reshape(-1), minlength=num_bodies * v * c).reshape(num_bodies, -1)
+        mean = sums / n[:, None]  # [B, D]
+        motion = np.bincount(body, weights=((flat - mean[body]) ** 2).sum(axis=1), minlength=num_bodies) / n  # [B]
         motion = np.where(keep, motion, -np.inf)
         order = np.argsort(-motion, kind="stable")[: int(keep.sum())]
-    chosen = order[:max_persons]
-    out[: len(chosen)] = bodies[chosen]
+    for slot, chosen in enumerate(order[:max_persons]):
+        mine = body == chosen
+        out[slot, frame[mine]] = xyz[mine]
     return out
 
 
@@ -183,14 +217,28 @@ def resample(data: SkeletonSet, num_frames: int) -> SkeletonSet:
     return _with_frames(data, x, {"step": "resample", "num_frames": int(num_frames)}, offsets=offsets)
 
 
-def apply(data: SkeletonSet, config: PreprocessConfig) -> SkeletonSet:
-    """Run the enabled set-level steps (centre, align, scale, resample) in that order."""
-    if config.center:
-        data = center(data)
-    if config.align:
-        data = align_view(data)
-    if config.scale_normalize:
-        data = scale_normalize(data)
+def check_finite_set(data: SkeletonSet, source: str | PathLike[str], after: str) -> None:
+    """Raise :class:`DataFormatError` naming ``source``, the sample and ``after`` (a step) if any frame holds NaN
+    or inf. One ``min``/``max`` pass; the offending sample is located only when there is one."""
+    frames = np.asarray(data.frames)
+    if not frames.size or (np.isfinite(frames.min()) and np.isfinite(frames.max())):
+        return
+    row = int(np.argmax(~np.isfinite(frames).all(axis=1)))
+    seq = int(np.searchsorted(data.offsets, row, side="right")) - 1
+    value = float(frames[row][~np.isfinite(frames[row])][0])
+    raise DataFormatError(source, f"frames of sample {data.names[seq]!r}", value,
+                          f"not finite after {after} (frame {row - int(data.offsets[seq])})")
+
+
+def apply(data: SkeletonSet, config: PreprocessConfig, source: str | PathLike[str] = "<in memory>") -> SkeletonSet:
+    """Run the enabled set-level steps (centre, align, scale, resample) in that order, checking after each
+    that every coordinate is finite (errors name ``source``, the sample and the step)."""
+    steps = [(config.center, "center", center), (config.align, "align", align_view),
+             (config.scale_normalize, "scale_normalize", scale_normalize)]
+    for enabled, name, step in steps:
+        if enabled:
+            data = step(data)
+            check_finite_set(data, source, f"preprocessing step {name!r}")
     if config.resample is not None:
-        data = resample(data, config.resample)
+        data = resample(data, config.resample)  # a gather: copies values, creates none
     return data

@@ -16,6 +16,11 @@ appends each chunk's floats to a raw side file (bounded RAM), writes the Arrow f
 zero placeholder in the frames buffer's place (a hole in the file, never read into RAM), then copies the
 side file into that region in the kernel (``os.copy_file_range``). The result is written to a temporary
 file in the target directory and ``os.replace``-d into place, so no half-written store is ever visible.
+
+Values: the writer refuses a chunk holding a non-finite coordinate, and :func:`open_store` refuses a store
+(written by anything) whose frames hold NaN or inf, whose labels leave ``0..num_classes-1`` or whose header
+sizes exceed :mod:`ms2l_ray.limits`. The frame check is one ``min``/``max`` pass over the mapped buffer in
+:data:`_SCAN_ROWS`-row slices (no temporary, memory-bandwidth bound), run once per store per process.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ import pyarrow as pa
 from ms2l_ray.contract import feature_dim
 from ms2l_ray.data.container import SkeletonSet
 from ms2l_ray.data.errors import DataFormatError
+from ms2l_ray.limits import MAX_CLASSES, MAX_JOINTS, MAX_PERSONS
 
 FORMAT_NAME = "ms2l-ray-skeleton-store"
 FORMAT_VERSION = 1
@@ -43,6 +49,8 @@ INT_COLUMNS = {"label": "labels", "subject": "subjects", "view": "views", "setup
 _HEADER_INTS = ("num_persons", "num_joints", "num_classes")
 _REQUIRED_META = ("format", "format_version", *_HEADER_INTS, "layout", "preprocessing", "source", "meta")
 _COPY_STEP = 1 << 28  # bytes per copy_file_range call
+_HEADER_RANGES = {"num_persons": (1, MAX_PERSONS), "num_joints": (1, MAX_JOINTS), "num_classes": (1, MAX_CLASSES)}
+_SCAN_ROWS = 1 << 16  # frame rows per slice of the open-time finiteness scan
 
 
 def store_schema(num_features: int, metadata: dict[str, str] | None = None) -> pa.Schema:
@@ -222,9 +230,30 @@ def _write(path: Path, header: dict[str, str], lengths: np.ndarray, cols: dict[s
         raise
 
 
+def first_non_finite(frames: np.ndarray) -> int | None:
+    """The first row of ``frames`` ``[R, F]`` holding NaN or inf, or ``None``; scanned in bounded slices."""
+    for lo in range(0, len(frames), _SCAN_ROWS):
+        part = frames[lo: lo + _SCAN_ROWS]
+        if part.size and not (np.isfinite(part.min()) and np.isfinite(part.max())):
+            return lo + int(np.argmax(~np.isfinite(part).all(axis=1)))
+    return None
+
+
+def _refuse_non_finite(path: Path, data: SkeletonSet, verb: str) -> None:
+    row = first_non_finite(np.asarray(data.frames))
+    if row is None:
+        return
+    seq = int(np.searchsorted(data.offsets, row, side="right")) - 1
+    bad = np.asarray(data.frames[row])
+    raise DataFormatError(path, "frames", float(bad[~np.isfinite(bad)][0]),
+                          f"sample {data.names[seq]!r} frame {row - int(data.offsets[seq])} is not finite; "
+                          f"{verb} only finite coordinates")
+
+
 def write_store(data: SkeletonSet, path: str | Path) -> None:
-    """Write one in-memory set as a store at ``path`` (atomically)."""
+    """Write one in-memory set as a store at ``path`` (atomically); non-finite frames are refused."""
     path = Path(path)
+    _refuse_non_finite(path, data, "a store holds")
     cols = {c: getattr(data, attr) for c, attr in INT_COLUMNS.items()}
     _write(path, _header(data), data.lengths, cols, list(data.names), np.asarray(data.frames), None)
 
@@ -256,6 +285,7 @@ def write_store_chunks(chunks: Iterable[SkeletonSet], path: str | Path, *, meta:
                 elif not _same_shape(_header(first), _header(chunk)):
                     raise ValueError(f"chunk with (M, V, classes, layout) = {_shape_of(chunk)} does not match the "
                                      f"first chunk's {_shape_of(first)}")
+                _refuse_non_finite(path, chunk, "a store holds")
                 f.write(np.ascontiguousarray(chunk.frames, dtype=np.float32).data)
                 lengths.append(chunk.lengths)
                 for c, attr in INT_COLUMNS.items():
@@ -292,8 +322,11 @@ def _read_header(path: Path, schema: pa.Schema) -> dict[str, str]:
     if raw["format"] != FORMAT_NAME:
         raise DataFormatError(path, "schema metadata 'format'", raw["format"], f"expected {FORMAT_NAME!r}")
     for key in ("format_version", *_HEADER_INTS):
-        if not raw[key].isdigit():
+        if not (raw[key].isascii() and raw[key].isdigit()):
             raise DataFormatError(path, f"schema metadata {key!r}", raw[key], "expected a non-negative integer")
+    for key, (lo, hi) in _HEADER_RANGES.items():
+        if not lo <= int(raw[key]) <= hi:
+            raise DataFormatError(path, f"schema metadata {key!r}", raw[key], f"expected {lo}..{hi}")
     if int(raw["format_version"]) > FORMAT_VERSION:
         raise DataFormatError(path, "schema metadata 'format_version'", raw["format_version"],
                               f"this ms2l_ray reads versions <= {FORMAT_VERSION}")
@@ -313,6 +346,25 @@ def _check_schema(path: Path, schema: pa.Schema, header: dict[str, str]) -> None
             raise DataFormatError(path, f"column {field.name!r}", None, f"missing; expected {field.type}")
         if schema.field(idx).type != field.type:
             raise DataFormatError(path, f"column {field.name!r}", str(schema.field(idx).type), f"expected {field.type}")
+
+
+def _check_values(path: Path, frames: np.ndarray, offsets: np.ndarray, labels: np.ndarray | None,
+                  num_classes: int) -> None:
+    """Refuse labels outside ``0..num_classes-1``, empty sequences and non-finite frames (vectorised)."""
+    if labels is not None and labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+        row = int(np.argmax((labels < 0) | (labels >= num_classes)))
+        raise DataFormatError(path, "column 'label'", int(labels[row]),
+                              f"row {row}: expected 0..{num_classes - 1} (num_classes = {num_classes})")
+    lengths = np.diff(offsets)
+    if lengths.size and lengths.min() < 1:
+        raise DataFormatError(path, "column 'frames'", f"row {int(np.argmin(lengths))}", "a sequence has no frame")
+    found = first_non_finite(frames)
+    if found is not None:
+        seq = int(np.searchsorted(offsets, found, side="right")) - 1
+        bad = np.asarray(frames[found])
+        raise DataFormatError(path, "column 'frames'", float(bad[~np.isfinite(bad)][0]),
+                              f"row {seq} (frame {found - int(offsets[seq])}) is not finite; a store holds only "
+                              f"finite coordinates")
 
 
 def open_store(path: str | Path) -> SkeletonSet:
@@ -353,6 +405,7 @@ def open_store(path: str | Path) -> SkeletonSet:
         if not np.array_equal(cols["length"], np.diff(offsets)):
             raise DataFormatError(path, "column 'length'", int(np.argmax(cols["length"] != np.diff(offsets))),
                                   "length disagrees with the frames list at this row")
+    _check_values(path, frames, offsets, cols.get("label"), int(header["num_classes"]))
     meta = json.loads(header["meta"])
     meta.update(preprocess=json.loads(header["preprocessing"]), source=json.loads(header["source"]))
     empty = np.zeros(0, np.int64)

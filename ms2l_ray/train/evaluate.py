@@ -33,6 +33,7 @@ from ms2l_ray.train.batches import eval_batches, train_batches
 from ms2l_ray.train.classifier import ClassifierModel
 from ms2l_ray.train.collectives import all_reduce_sum
 from ms2l_ray.train.features import extract_features
+from ms2l_ray.train.guard import NonFiniteGuard
 from ms2l_ray.train.knn import knn_accuracy, knn_logits
 from ms2l_ray.train.loop import LoopContext, Progress, unwrap
 from ms2l_ray.train.metrics import confusion_matrix, per_class_accuracy, topk_correct
@@ -220,19 +221,26 @@ def _fit_probe(cfg: Config, feats: Features, lr: float, num_classes: int, ctx: L
     best: dict[str, float] = {}
     best_state = copy.deepcopy(clf.state_dict())
     history: list[dict[str, float]] = []
+    n_steps = len(train_batches(pos, o.batch_size, seed=cfg.seed, epoch=0, rank=ctx.rank, world_size=ctx.world_size,
+                                min_batch=1))
+    guard = NonFiniteGuard(f"linear probe (lr={lr:g})", o.nonfinite_patience, "evaluation.optim.nonfinite_patience",
+                           n_steps, ctx.say)
     for epoch in range(o.epochs):
         seed_everything(derive_seed(cfg.seed, epoch, ctx.rank, 3))
         wrapped.train()
         total, seen = 0.0, 0
-        for b in train_batches(pos, o.batch_size, seed=cfg.seed, epoch=epoch, rank=ctx.rank,
-                               world_size=ctx.world_size, min_batch=1):
+        for step, b in enumerate(train_batches(pos, o.batch_size, seed=cfg.seed, epoch=epoch, rank=ctx.rank,
+                                               world_size=ctx.world_size, min_batch=1)):
             f, y = feats["train"][0][b].to(ctx.device), feats["train"][1][b].to(ctx.device)
             loss = F.cross_entropy(wrapped(f), y)
             opt.zero_grad(set_to_none=True)
+            if not guard.ok(epoch, step, {"cross_entropy": loss}):
+                continue
             loss.backward()
             clip_per_module([clf], o.grad_clip)
             opt.step()
             total, seen = total + float(loss.detach()) * len(b), seen + len(b)
+        guard.end_epoch(epoch)
         sched.step()
         m = {"epoch": float(epoch + 1), "train_loss": total / max(seen, 1), "lr": opt.param_groups[0]["lr"]}
         m.update(_score_probe(clf, feats, "val", num_classes, ctx)[0])
@@ -276,6 +284,7 @@ def _train_classifier(cfg: Config, data: SkeletonSet, splits: Splits, train_idx:
     if n_steps == 0:
         raise ValueError(f"{len(train_idx)} labelled training samples: too few for batch size {o.batch_size}")
     progress = Progress(ctx, o.epochs, n_steps, cfg.log_every, strategy)
+    guard = NonFiniteGuard(strategy, o.nonfinite_patience, "evaluation.optim.nonfinite_patience", n_steps, ctx.say)
     for epoch in range(o.epochs):
         seed_everything(derive_seed(cfg.seed, epoch, ctx.rank, 4))
         gen = cpu_generator(derive_seed(cfg.seed, epoch, ctx.rank, 5))
@@ -287,14 +296,17 @@ def _train_classifier(cfg: Config, data: SkeletonSet, splits: Splits, train_idx:
             x, lengths, y = data.batch(b, cfg.data.max_frames)
             with precision.autocast():
                 out = wrapped(x.to(ctx.device), lengths.to(ctx.device), gen)
-            loss = F.cross_entropy(out.logits.float(), y.to(ctx.device))  # fp32 loss (no-op cast under fp32)
-            if out.ssl is not None:
-                loss = loss + out.ssl.loss
+            ce = F.cross_entropy(out.logits.float(), y.to(ctx.device))  # fp32 loss (no-op cast under fp32)
+            loss = ce if out.ssl is None else ce + out.ssl.loss
+            ssl_terms = {} if out.ssl is None else {k: v for k, v in out.ssl.metrics.items() if k.endswith("_loss")}
             opt.zero_grad(set_to_none=True)
+            if not guard.ok(epoch, step, {"loss": loss, "cross_entropy": ce, **ssl_terms}):
+                continue
             precision.backward(loss)
             precision.step(opt, lambda: clip_per_module(unwrap(wrapped).children(), o.grad_clip))
             total, seen = total + float(loss.detach()) * len(b), seen + len(b)
             progress.step(epoch, step, {"loss": float(loss.detach())})
+        guard.end_epoch(epoch)
         sched.step()
         m = {"epoch": float(epoch + 1), "train_loss": total / max(seen, 1), "lr": opt.param_groups[0]["lr"],
              "throughput_seq_s": seen * ctx.world_size / max(time.perf_counter() - t0, 1e-9)}

@@ -21,6 +21,7 @@ from ms2l_ray.model.ms2l import MS2L, build_ms2l
 from ms2l_ray.train.batches import eval_batches, padded_lengths, train_batches
 from ms2l_ray.train.collectives import all_reduce_sum
 from ms2l_ray.train.features import extract_features
+from ms2l_ray.train.guard import NonFiniteGuard
 from ms2l_ray.train.health import HealthNote, assess, embedding_stats
 from ms2l_ray.train.knn import knn_accuracy
 from ms2l_ray.train.loop import LoopContext, Progress
@@ -125,6 +126,7 @@ def pretrain(cfg: Config, data: SkeletonSet, splits: Splits, ctx: LoopContext | 
     if n_steps == 0:
         raise ValueError(f"training part has {len(splits.train)} samples: too few for batch size {o.batch_size}")
     progress = Progress(ctx, epochs, n_steps, cfg.log_every, "pretrain")
+    guard = NonFiniteGuard("pretrain", o.nonfinite_patience, "pretrain.nonfinite_patience", n_steps, ctx.say)
     for epoch in range(start, epochs):
         seed_everything(derive_seed(cfg.seed, epoch, ctx.rank, 1))
         gen = cpu_generator(derive_seed(cfg.seed, epoch, ctx.rank, 2))
@@ -139,6 +141,9 @@ def pretrain(cfg: Config, data: SkeletonSet, splits: Splits, ctx: LoopContext | 
             with precision.autocast():
                 out = wrapped(x.to(ctx.device), lengths.to(ctx.device), gen)
             opt.zero_grad(set_to_none=True)
+            if not guard.ok(epoch, step, {"loss": out.loss, **{k: v for k, v in out.metrics.items()
+                                                              if k.endswith("_loss")}}):
+                continue  # skipped within nonfinite_patience: no update, not counted in the epoch means
             precision.backward(out.loss)
             precision.step(opt, lambda: clip_per_module(model.children(), o.grad_clip))
             values = {"loss": float(out.loss.detach()), **{k: float(v.detach()) for k, v in out.metrics.items()}}
@@ -146,6 +151,7 @@ def pretrain(cfg: Config, data: SkeletonSet, splits: Splits, ctx: LoopContext | 
                 sums[k] += v * len(b)
             seen += len(b)
             progress.step(epoch, step, values)
+        guard.end_epoch(epoch)
         lr = opt.param_groups[0]["lr"]
         sched.step()
         elapsed = time.perf_counter() - t0

@@ -22,6 +22,7 @@ import numpy as np
 from ms2l_ray.contract import feature_dim
 from ms2l_ray.data.container import SkeletonSet
 from ms2l_ray.data.errors import DataFormatError
+from ms2l_ray.limits import MAX_ABS_COORD
 
 T = TypeVar("T")
 
@@ -59,33 +60,46 @@ class ReadLog:
         self.bad.append(err)
 
 
+COORD_RULE = f"coordinates must be finite and within ±{MAX_ABS_COORD:g}"
+
+
+def in_range(values: np.ndarray) -> np.ndarray:
+    """Element-wise: finite and ``|x| <= MAX_ABS_COORD`` (NaN compares false, so one comparison does both)."""
+    return np.abs(values) <= MAX_ABS_COORD
+
+
 def check_finite(values: np.ndarray, file: str | PathLike[str], field: str, *, first_line: int | None = None,
                  what: str = "row") -> None:
-    """Raise :class:`DataFormatError` at the first row (axis 0) of ``values`` holding NaN or inf.
+    """Raise :class:`DataFormatError` at the first row (axis 0) of ``values`` holding NaN, inf or a coordinate
+    beyond ``±MAX_ABS_COORD`` (:mod:`ms2l_ray.limits`).
 
-    ``first_line`` maps row 0 to a 1-based file line for text formats; otherwise the row index is reported.
+    Call it on the values *as parsed* (float64 for text and JSON), before the cast to float32: ``1e39`` is
+    finite in float64 and would silently become ``inf`` in float32. ``first_line`` maps row 0 to a 1-based
+    file line for text formats; otherwise the row index is reported.
     """
-    finite = np.isfinite(values.reshape(len(values), -1)).all(axis=1) if values.size else np.ones(0, bool)
-    if finite.all():
+    rows = values.reshape(len(values), -1)
+    ok = in_range(rows).all(axis=1) if values.size else np.ones(0, bool)
+    if ok.all():
         return
-    row = int(np.argmin(finite))
-    bad = values.reshape(len(values), -1)[row]
-    value = float(bad[~np.isfinite(bad)][0])
+    row = int(np.argmin(ok))
+    bad = rows[row]
+    value = float(bad[~in_range(bad)][0])
     if first_line is not None:
-        raise DataFormatError(file, field, value, "coordinates must be finite", line=first_line + row)
-    raise DataFormatError(file, field, value, f"coordinates must be finite ({what} {row})")
+        raise DataFormatError(file, field, value, COORD_RULE, line=first_line + row)
+    raise DataFormatError(file, field, value, f"{COORD_RULE} ({what} {row})")
 
 
 def dense_samples(x: np.ndarray, lengths: np.ndarray, labels: np.ndarray, names: Sequence[str], *,
                   file: str | PathLike[str], field: str, start: int, log: ReadLog, skip_bad: bool,
                   ids: Sequence[tuple[int, int, int]] | None = None) -> list[Sample]:
-    """Samples from one padded chunk of a dense format; non-finite or all-zero rows are bad input.
+    """Samples from one padded chunk of a dense format; out-of-range (:func:`check_finite`) or all-zero rows
+    are bad input. ``x`` may be in the file's dtype: it is checked before the samples become float32.
 
     Shape:
         x ``[n, T, F]``, lengths/labels/names/ids ``[n]``; ``ids[k] = (subject, view, setup)``.
         ``start`` is the chunk's first sample index in the file (for error messages).
     """
-    finite = np.isfinite(x).all(axis=(1, 2))  # [n]
+    finite = np.asarray(in_range(x).all(axis=(1, 2)))  # [n]
     out: list[Sample] = []
     for k in range(len(x)):
         try:
@@ -97,8 +111,8 @@ def dense_samples(x: np.ndarray, lengths: np.ndarray, labels: np.ndarray, names:
             log.reject(err, skip_bad)
             continue
         subject, view, setup = ids[k] if ids is not None else (0, 0, 0)
-        out.append(Sample(name=names[k], frames=x[k, :lengths[k]], label=int(labels[k]), subject=subject,
-                          view=view, setup=setup))
+        out.append(Sample(name=names[k], frames=x[k, :lengths[k]].astype(np.float32), label=int(labels[k]),
+                          subject=subject, view=view, setup=setup))
     return out
 
 
@@ -159,5 +173,5 @@ def concat_sets(sets: Sequence[SkeletonSet]) -> SkeletonSet:
     )
 
 
-__all__ = ["DataFormatError", "ReadLog", "Sample", "assemble", "check_finite", "chunked", "concat_sets",
-           "dense_samples"]
+__all__ = ["COORD_RULE", "DataFormatError", "ReadLog", "Sample", "assemble", "check_finite", "chunked",
+           "concat_sets", "dense_samples", "in_range"]

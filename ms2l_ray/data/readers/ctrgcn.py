@@ -7,6 +7,11 @@ last non-zero frame (the format pads with zeros and records no lengths). Samples
 ``train#000000`` / ``test#000000`` and the file's own partition is recorded as
 ``meta["split_lists"]["file"]`` — and under the standard split name when the file name says which
 benchmark it is (``NTU60_CS.npz`` → ``ntu60-xsub``), since the format carries no performer ids.
+
+Sizes are checked before anything is read: a member's declared shape must account for exactly the bytes the
+zip entry says it inflates to (a few MB of deflated zeros can claim gigabytes), its dimensions must be within
+:mod:`ms2l_ray.limits`, and both ``x`` and ``y`` are read in chunks of at most
+:data:`~ms2l_ray.limits.MAX_CHUNK_BYTES`, so memory stays bounded whatever the file declares.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from ms2l_ray.data.errors import DataFormatError
 from ms2l_ray.data.readers import ReadLog, assemble, dense_samples
 from ms2l_ray.data.readers.stgcn import valid_lengths
 from ms2l_ray.data.splits import GROUP_SEP
+from ms2l_ray.limits import MAX_CLASSES, MAX_PERSONS, MAX_SEQUENCE_FRAMES, chunk_rows, shape_elements
 
 NUM_JOINTS = 25
 PARTS = ("train", "test")
@@ -33,29 +39,58 @@ BENCHMARKS = {"NTU60_CS": "ntu60-xsub", "NTU60_CV": "ntu60-xview", "NTU120_CSUB"
 def _open_member(path: Path, zf: zipfile.ZipFile, key: str) -> tuple[IO[bytes], tuple[int, ...], np.dtype[Any]]:
     """An open stream positioned at the array data of member ``key``, with the array's shape and dtype."""
     try:
-        fp = zf.open(f"{key}.npy")
+        info = zf.getinfo(f"{key}.npy")
     except KeyError:
         held = sorted(n.removesuffix(".npy") for n in zf.namelist())
         raise DataFormatError(path, key, None, f"missing array; the file holds {held}") from None
-    version = np.lib.format.read_magic(fp)
-    reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-    shape, fortran, dtype = reader(fp)
-    if fortran or dtype.hasobject:
+    fp = zf.open(info)
+    try:
+        version = np.lib.format.read_magic(fp)
+        reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = reader(fp)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+        fp.close()
+        raise DataFormatError(path, key, type(e).__name__, f"not a .npy array: {e}") from None
+    if fortran or dtype.hasobject or dtype.kind not in "biuf":
+        fp.close()
         raise DataFormatError(path, key, f"fortran={fortran} dtype={dtype}", "expected a C-order numeric array")
+    count = shape_elements(tuple(shape))
+    data_bytes = info.file_size - fp.tell()  # the bytes after the header that the entry inflates to
+    if count is None or count * dtype.itemsize != data_bytes:
+        fp.close()
+        raise DataFormatError(path, key, f"shape {tuple(shape)} {dtype}", f"declares {(count or 0) * dtype.itemsize} "
+                              f"bytes of data but the zip entry holds {data_bytes}")
     return fp, tuple(shape), dtype
 
 
-def _labels(path: Path, zf: zipfile.ZipFile, part: str, n: int) -> np.ndarray:
-    fp, shape, dtype = _open_member(path, zf, f"y_{part}")
+def _check_label_shape(path: Path, key: str, shape: tuple[int, ...]) -> None:
+    if len(shape) not in (1, 2) or (len(shape) == 2 and not 1 <= shape[1] <= MAX_CLASSES):
+        raise DataFormatError(path, key, f"shape {shape}", f"expected [N] labels or one-hot [N, classes <= "
+                              f"{MAX_CLASSES}]")
+
+
+def _labels(path: Path, zf: zipfile.ZipFile, part: str, n: int | None) -> np.ndarray:
+    """``[N]`` int64 labels of ``y_{part}`` (integers or one-hot rows), read in bounded chunks."""
+    key = f"y_{part}"
+    fp, shape, dtype = _open_member(path, zf, key)
     with fp:
-        y = np.frombuffer(fp.read(), dtype=dtype).reshape(shape)
-    if len(y) != n:
-        raise DataFormatError(path, f"y_{part}", len(y), f"x_{part} holds {n} samples")
-    if y.ndim == 1:
-        return y.astype(np.int64)
-    if y.ndim != 2 or not np.all(np.isin(y, (0, 1))) or not np.all(y.sum(axis=1) == 1):
-        raise DataFormatError(path, f"y_{part}", f"shape {y.shape}", "expected one-hot rows [N, classes]")
-    return np.argmax(y, axis=1).astype(np.int64)
+        _check_label_shape(path, key, shape)
+        if n is not None and shape[0] != n:
+            raise DataFormatError(path, key, shape[0], f"x_{part} holds {n} samples")
+        width = shape[1] if len(shape) == 2 else 1
+        step = chunk_rows(width * dtype.itemsize, 1 << 16)
+        out = []
+        for start in range(0, shape[0], step):
+            rows = min(step, shape[0] - start)
+            y = np.frombuffer(fp.read(rows * width * dtype.itemsize), dtype=dtype).reshape(rows, width)
+            if len(shape) == 1:
+                out.append(y[:, 0].astype(np.int64))
+                continue
+            if not np.all((y == 0) | (y == 1)) or not np.all(y.sum(axis=1) == 1):
+                bad = start + int(np.argmax(~(((y == 0) | (y == 1)).all(axis=1) & (y.sum(axis=1) == 1))))
+                raise DataFormatError(path, key, f"row {bad}", "expected one-hot rows [N, classes]")
+            out.append(np.argmax(y, axis=1).astype(np.int64))
+    return np.concatenate(out) if out else np.zeros(0, np.int64)
 
 
 def num_classes_of(path: str | Path) -> int:
@@ -64,9 +99,14 @@ def num_classes_of(path: str | Path) -> int:
     with zipfile.ZipFile(path) as zf:
         fp, shape, _ = _open_member(path, zf, "y_train")
         fp.close()
+        _check_label_shape(path, "y_train", shape)
         if len(shape) == 2:
             return int(shape[1])
-        return int(_labels(path, zf, "train", shape[0]).max(initial=0)) + 1
+        labels = _labels(path, zf, "train", None)
+        if labels.size and not 0 <= labels.min() <= labels.max() < MAX_CLASSES:
+            raise DataFormatError(path, "y_train", int(labels.max() if labels.min() >= 0 else labels.min()),
+                                  f"expected labels in 0..{MAX_CLASSES - 1}")
+        return int(labels.max(initial=0)) + 1
 
 
 def split_lists_for(path: str | Path) -> dict[str, dict[str, list[str]]]:
@@ -81,20 +121,25 @@ def split_lists_for(path: str | Path) -> dict[str, dict[str, list[str]]]:
 def _iter_part(path: Path, zf: zipfile.ZipFile, part: str, *, classes: int, meta: dict[str, Any], log: ReadLog,
                skip_bad: bool, chunk_size: int) -> Iterator[SkeletonSet]:
     fp, shape, dtype = _open_member(path, zf, f"x_{part}")
-    if len(shape) != 3 or shape[2] % (NUM_JOINTS * 3):
-        raise DataFormatError(path, f"x_{part}", shape, "expected N × T × M·25·3 in (M, V, C) order")
-    labels = _labels(path, zf, part, shape[0])
-    if labels.size and labels.max() >= classes:
-        raise DataFormatError(path, f"y_{part}", int(labels.max()), f"expected < {classes} classes")
-    n, t, f = shape
-    row_bytes = t * f * dtype.itemsize
     with fp:
-        for start in range(0, n, chunk_size):
-            rows = min(chunk_size, n - start)
+        if len(shape) != 3 or shape[2] % (NUM_JOINTS * 3) or not 1 <= shape[2] // (NUM_JOINTS * 3) <= MAX_PERSONS:
+            raise DataFormatError(path, f"x_{part}", shape, f"expected N × T × M·25·3 in (M, V, C) order, "
+                                  f"1 <= M <= {MAX_PERSONS}")
+        if not 1 <= shape[1] <= MAX_SEQUENCE_FRAMES:
+            raise DataFormatError(path, f"x_{part}", shape, f"expected 1 <= T <= {MAX_SEQUENCE_FRAMES} frames")
+        labels = _labels(path, zf, part, shape[0])
+        if labels.size and (labels.min() < 0 or labels.max() >= classes):
+            bad = int(labels.min()) if labels.min() < 0 else int(labels.max())
+            raise DataFormatError(path, f"y_{part}", bad, f"expected labels in 0..{classes - 1}")
+        n, t, f = shape
+        row_bytes = t * f * dtype.itemsize
+        step = chunk_rows(row_bytes, chunk_size)
+        for start in range(0, n, step):
+            rows = min(step, n - start)
             raw = fp.read(rows * row_bytes)
             if len(raw) != rows * row_bytes:
                 raise DataFormatError(path, f"x_{part}", f"{len(raw)} bytes", f"truncated at sample {start}")
-            x = np.frombuffer(raw, dtype=dtype).reshape(rows, t, f).astype(np.float32)  # [n, T, F]
+            x = np.frombuffer(raw, dtype=dtype).reshape(rows, t, f)  # [n, T, F] as stored: checked before float32
             names = [f"{part}{GROUP_SEP}{i:06d}" for i in range(start, start + rows)]
             samples = dense_samples(x, valid_lengths(x), labels[start:start + rows], names, file=path,
                                     field=f"x_{part}", start=start, log=log, skip_bad=skip_bad)

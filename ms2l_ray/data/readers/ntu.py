@@ -7,6 +7,11 @@ projections, orientation, trackingState). Only x, y, z are kept.
 Why the structure walk is a Python loop but the numbers are not: the header lines decide where joint
 blocks start (one step per body and frame, ~100 per file); all joint lines of a file are then parsed
 in one :func:`numpy.loadtxt` call, which also checks that every joint line has 12 columns.
+
+Memory grows with the file, never with bodies × frames: a parsed file is kept as its joint blocks (one
+per body and frame, :class:`NtuSkeleton`) and denoising works on those (:func:`select_blocks`), so a file of
+a few MB with a new body id in every frame costs a few MB, not gigabytes. The frame count a file declares is
+bounded by :data:`~ms2l_ray.limits.MAX_SEQUENCE_FRAMES` before anything is allocated for it.
 """
 
 from __future__ import annotations
@@ -20,8 +25,9 @@ import numpy as np
 
 from ms2l_ray.data.container import SkeletonSet
 from ms2l_ray.data.errors import DataFormatError
-from ms2l_ray.data.preprocess import PreprocessConfig, select_bodies
-from ms2l_ray.data.readers import ReadLog, Sample, assemble, chunked, concat_sets
+from ms2l_ray.data.preprocess import PreprocessConfig, select_blocks
+from ms2l_ray.data.readers import COORD_RULE, ReadLog, Sample, assemble, chunked, concat_sets, in_range
+from ms2l_ray.limits import MAX_SEQUENCE_FRAMES
 
 NUM_JOINTS = 25
 NUM_PERSONS = 2
@@ -51,19 +57,33 @@ def parse_ntu_name(name: str) -> NtuName | None:
 
 @dataclass
 class NtuSkeleton:
-    """One parsed file: every tracked body, zero where a body is absent.
+    """One parsed file as its joint blocks: one ``[V, C]`` block per body and frame the file lists.
 
     Attributes:
         name: sample name without suffix.
         fields: parsed name fields.
-        bodies: ``[B, T, V=25, C=3]`` float32, bodies in order of first appearance.
-        body_ids: the file's bodyID per body.
+        body_ids: the file's bodyID per body, in order of first appearance.
+        num_frames: the file's frame count ``T``.
+        xyz: ``[K, V=25, C=3]`` float32 joint blocks in file order.
+        body: ``[K]`` int64 index into ``body_ids`` of each block.
+        frame: ``[K]`` int64 frame of each block.
     """
 
     name: str
     fields: NtuName
-    bodies: np.ndarray
     body_ids: list[str]
+    num_frames: int
+    xyz: np.ndarray
+    body: np.ndarray
+    frame: np.ndarray
+
+    @property
+    def bodies(self) -> np.ndarray:
+        """``[B, T, V, C]`` float32, zero where a body is absent (for inspection: B × T can be large; the
+        reader itself never builds it)."""
+        out = np.zeros((len(self.body_ids), self.num_frames, NUM_JOINTS, 3), dtype=np.float32)
+        out[self.body, self.frame] = self.xyz
+        return out
 
 
 def read_missing_list(path: str | Path) -> set[str]:
@@ -87,8 +107,8 @@ def _int_line(path: Path, lines: Sequence[str], i: int, field: str) -> int:
 def _walk(path: Path, lines: Sequence[str]) -> tuple[int, list[int], list[int], list[str]]:
     """Frame count, joint-block start lines, their frame indices and body ids (one entry per body and frame)."""
     num_frames = _int_line(path, lines, 0, "frame count")
-    if num_frames < 0:
-        raise DataFormatError(path, "frame count", num_frames, "must be >= 0", line=1)
+    if not 0 <= num_frames <= MAX_SEQUENCE_FRAMES:
+        raise DataFormatError(path, "frame count", num_frames, f"must be in 0..{MAX_SEQUENCE_FRAMES}", line=1)
     starts: list[int] = []
     frame_of: list[int] = []
     ids: list[str] = []
@@ -143,12 +163,11 @@ def _parse_joints(path: Path, lines: Sequence[str], starts: list[int]) -> np.nda
                 raise DataFormatError(path, "joint", lines[k].strip(),
                                       f"expected {VALUES_PER_JOINT} numbers", line=k + 1) from None
         raise DataFormatError(path, "joint", "?", "unparseable joint lines") from None
-    xyz = values[:, :3]
-    finite = np.isfinite(xyz).all(axis=1)
+    xyz = values[:, :3]  # float64 as parsed: checked before float32, where 1e39 would become inf
+    finite = in_range(xyz).all(axis=1)
     if not finite.all():
         row = int(np.argmin(finite))
-        raise DataFormatError(path, "joint", lines[line_no[row]].strip(), "coordinates must be finite",
-                              line=line_no[row] + 1)
+        raise DataFormatError(path, "joint", lines[line_no[row]].strip(), COORD_RULE, line=line_no[row] + 1)
     return xyz.astype(np.float32).reshape(-1, NUM_JOINTS, 3)  # [blocks, V, C]
 
 
@@ -166,14 +185,15 @@ def read_skeleton(path: str | Path) -> NtuSkeleton:
     xyz = _parse_joints(path, lines, starts)  # [blocks, V, C]
     body_ids = list(dict.fromkeys(ids))  # order of first appearance
     index = {b: k for k, b in enumerate(body_ids)}
-    bodies = np.zeros((len(body_ids), num_frames, NUM_JOINTS, 3), dtype=np.float32)  # [B, T, V, C]
-    bodies[[index[b] for b in ids], frame_of] = xyz
-    return NtuSkeleton(name=path.name.split(".")[0], fields=fields, bodies=bodies, body_ids=body_ids)
+    return NtuSkeleton(name=path.name.split(".")[0], fields=fields, body_ids=body_ids, num_frames=num_frames,
+                       xyz=xyz, body=np.array([index[b] for b in ids], dtype=np.int64),
+                       frame=np.asarray(frame_of, dtype=np.int64))
 
 
 def to_sample(skeleton: NtuSkeleton, path: str | Path, config: PreprocessConfig) -> Sample:
     """Select ``M = 2`` persons (denoising per ``config``) and trim leading/trailing frames without anyone."""
-    persons = select_bodies(skeleton.bodies, max_persons=NUM_PERSONS, denoise=config.denoise,
+    persons = select_blocks(skeleton.xyz, skeleton.body, skeleton.frame, num_bodies=len(skeleton.body_ids),
+                            num_frames=skeleton.num_frames, max_persons=NUM_PERSONS, denoise=config.denoise,
                             max_noise_length=config.max_noise_length, spread_ratio=config.spread_ratio,
                             noise_frame_ratio=config.noise_frame_ratio)  # [M, T, V, C]
     frames = persons.transpose(1, 0, 2, 3).reshape(persons.shape[1], NUM_PERSONS * NUM_JOINTS * 3)  # [T, M*V*C]

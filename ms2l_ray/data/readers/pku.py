@@ -55,13 +55,13 @@ def _loadtxt(path: Path, columns: int, dtype: type, delimiter: str | None, field
 
 
 def read_pku_skeleton(path: str | Path) -> np.ndarray:
-    """``[T, 150]`` float32 frames of one video; NaN/inf and short lines are errors naming the line."""
+    """``[T, 150]`` float32 frames of one video; out-of-range values and short lines are errors naming the line."""
     path = Path(path)
-    frames = _loadtxt(path, NUM_FEATURES, float, None, "frame").astype(np.float32)  # [T, F]
-    if len(frames) == 0:
+    values = _loadtxt(path, NUM_FEATURES, float, None, "frame")  # [T, F] float64: checked before float32
+    if len(values) == 0:
         raise DataFormatError(path, "frame", "<empty file>", "expected at least one frame")
-    check_finite(frames, path, "frame", first_line=1)
-    return frames
+    check_finite(values, path, "frame", first_line=1)
+    return values.astype(np.float32)
 
 
 def read_pku_labels(path: str | Path, num_frames: int, num_classes: int = PART1_CLASSES) -> np.ndarray:

@@ -49,13 +49,14 @@ def _parse(path: Path, doc: Any) -> Sample:
     if doc["label"] != label + 1:
         raise DataFormatError(path, "label", doc["label"], f"a{action:02d} is label {label + 1}")
     try:
-        xyz = np.asarray(doc["skeletons"], dtype=np.float32)  # [T, V, C]
-    except (ValueError, TypeError):
+        xyz = np.asarray(doc["skeletons"], dtype=np.float64)  # [T, V, C], float64: checked before float32
+    except (ValueError, TypeError, OverflowError):
         raise DataFormatError(path, "skeletons", "ragged or non-numeric", "expected T × 20 × 3 numbers") from None
     if xyz.ndim != 3 or xyz.shape[1:] != (NUM_JOINTS, 3) or len(xyz) < 1:
         raise DataFormatError(path, "skeletons", f"shape {xyz.shape}", f"expected (T >= 1, {NUM_JOINTS}, 3)")
     check_finite(xyz, path, "skeletons", what="frame")
-    return Sample(name=name, frames=xyz.reshape(len(xyz), -1), label=label, subject=subject, view=view)  # [T, V*C]
+    return Sample(name=name, frames=xyz.reshape(len(xyz), -1).astype(np.float32), label=label, subject=subject,
+                  view=view)  # [T, V*C]
 
 
 def read_ucla_file(path: str | Path) -> Sample:
