@@ -15,6 +15,7 @@ from ms2l_ray.config import Config
 from ms2l_ray.data.source import load_dataset
 from ms2l_ray.model.ms2l import MS2L
 from ms2l_ray.train.evaluate import EvalResult, evaluate
+from ms2l_ray.train.guard import check_finite_weights
 from ms2l_ray.train.loop import LoopContext
 from ms2l_ray.train.pretrain import PretrainResult, pretrain
 from ms2l_ray.train.runtime import resolve_device
@@ -33,6 +34,7 @@ def run_pretrain(cfg: Config, out_dir: str | Path | None, ctx: LoopContext | Non
     ctx.say(f"[data] {cfg.data.dataset}: {len(data)} sequences, split {cfg.data.split}: "
             f"train {len(splits.train)} / val {len(splits.val)} / test {len(splits.test)}")
     result = pretrain(cfg, data, splits, ctx, resume=resume)
+    check_finite_weights(result.model, "pretrain")  # every rank: an encoder is written only if it is all finite
     if out_dir is not None and ctx.rank == 0:
         save_pretrained(out_dir, result.model, cfg, data.num_features)
     return result

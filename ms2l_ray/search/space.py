@@ -47,6 +47,7 @@ import yaml
 from ms2l_ray.config import PRESETS, Config, ConfigError, apply_delta
 from ms2l_ray.names import check_name
 from ms2l_ray.pipeline import FROM_SCRATCH, Evaluation, parse_evaluations
+from ms2l_ray.safe_yaml import load_yaml_file
 from ms2l_ray.search.params import Param, as_mapping, known_keys, number, parse_param
 
 SAMPLERS = ("tpe", "multivariate_tpe", "random", "grid", "bohb")
@@ -353,7 +354,7 @@ def load_space(path: str | Path) -> SearchSpace:
     """Read and validate ``search_spaces/<name>.yaml``; the search name defaults to the file's stem."""
     p = Path(path)
     try:
-        raw = yaml.safe_load(p.read_text())
+        raw = load_yaml_file(p)  # size- and alias-bounded (ms2l_ray.safe_yaml)
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"cannot read search space {p}: {exc}") from exc
     return parse_space(raw if raw is not None else {}, str(p), name=p.stem)
