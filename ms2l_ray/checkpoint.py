@@ -26,6 +26,7 @@ import torch
 from ms2l_ray.config import Config, ConfigError, dump_yaml, from_dict, to_dict
 from ms2l_ray.data.errors import DataFormatError
 from ms2l_ray.model.ms2l import MS2L, build_ms2l
+from ms2l_ray.model.sizes import size_problem
 
 ENCODER_FILE = "encoder.safetensors"
 LEGACY_FILE = "encoder.pt"
@@ -192,6 +193,9 @@ def load_pretrained(path: str | Path, device: torch.device | str = "cpu",
     """
     meta, state, shown = read_encoder(path, source)
     cfg, num_features = _config(meta, shown)
+    problem = size_problem(cfg, num_features, state)  # on the meta device: nothing allocated yet
+    if problem:
+        raise EncoderFileError(shown, problem, "weights")
     model = build_ms2l(cfg.model, cfg.tasks, num_features)
     try:
         model.load_state_dict(state)
