@@ -208,7 +208,10 @@ def test_fp32_pretraining_numbers_are_unchanged() -> None:
         auto = _pretrain_history(smoke("pretrain.epochs=2", "data.bucketing=false"))  # auto → fp32 on CPU
     finally:
         torch.set_num_threads(threads)
-    assert [h["train_loss"] for h in hist] == FP32_TRAIN_LOSS
+    # 1e-6 relative: the second epoch's loss differs in its 7th digit between CPUs of the same torch build
+    # (6.8944987 here vs 6.8944992 pinned; GEMM kernels differ by instruction set), while any change to the
+    # loop's arithmetic moves it by far more.
+    assert [h["train_loss"] for h in hist] == pytest.approx(FP32_TRAIN_LOSS, rel=1e-6, abs=0)
     assert [h[PRECISION_METRIC] for h in hist] == [0.0, 0.0]
     assert _stable(auto) == _stable(hist)
 

@@ -167,7 +167,7 @@ def test_cli_reports_config_errors_cleanly(capsys: pytest.CaptureFixture[str], t
     code = main(["pretrain", "--preset", "smoke", "--engine", "local", "--out", str(tmp_path),
                  "--set", "tasks.temperature=0"])
     assert code == 2
-    assert "tasks.temperature: must be > 0" in capsys.readouterr().err
+    assert "tasks.temperature: must be in [1e-4, 1e4], got 0.0" in capsys.readouterr().err
     code = main(["evaluate", "--encoder", str(tmp_path / "missing"), "--engine", "local", "--preset", "smoke"])
     assert code == 2
     assert "no such directory" in capsys.readouterr().err
