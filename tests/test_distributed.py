@@ -209,6 +209,8 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@pytest.mark.slow  # CI budget: a second Ray instance in a CLI subprocess, run twice; opt-in with -m slow. The
+# killed-worker recovery tests (job and chain) and the kill-and-resume ablation test stay in the default suite.
 def test_interrupted_run_resumes_to_the_same_result(tmp_path: Path, sqlite_uri: str,
                                                      baseline: dict[str, Any]) -> None:
     storage, out = tmp_path / "ray", tmp_path / "enc"
