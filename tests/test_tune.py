@@ -46,9 +46,6 @@ def test_search_with_asha_builds_the_mlflow_tree_and_keeps_the_study(tmp_path: P
     space = load_space(SMOKE)
     result = run_search(space, name="smoke-search", storage_path=str(tmp_path / "ray"),
                         tracking=Tracking(sqlite_uri, "tune-test"), verbose=0, confirm=ConfirmSpec(top=1, seeds=2))
-    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[tune] ") and " trial " in line]
-    ends = sorted(line.split(": ", 1)[1].split("=")[0].split(" ")[0] for line in lines if "/4 trial " in line)
-    assert ends == ["rejected", "stopped", space.metric, space.metric], lines  # the console: one line per trial
 
     status = Counter(r.status for r in result.rows)
     assert len(result.rows) == 4 and status == {"finished": 2, "early_stopped": 1, "rejected": 1}, result.rows
