@@ -54,12 +54,29 @@ def fetch_encoder(encoder: str, tracking_uri: str | None = None) -> str | None:
 
         from ms2l_ray.tracking.store import resolve_tracking_uri
 
-        return str(mlflow.artifacts.download_artifacts(artifact_uri=encoder,
-                                                       tracking_uri=resolve_tracking_uri(tracking_uri)))
+        uri = resolve_tracking_uri(tracking_uri)
+        if encoder.startswith("models:/"):
+            encoder = _logged_model_location(encoder, uri)
+        return str(mlflow.artifacts.download_artifacts(artifact_uri=encoder, tracking_uri=uri))
     if not Path(encoder).exists():
         raise FileNotFoundError(f"--encoder {encoder}: no such directory (expected a `ms2l pretrain --out` directory, "
                                 f"runs:/<run-id>/encoder, or 'random')")
     return encoder
+
+
+def _logged_model_location(uri: str, tracking_uri: str | None) -> str:
+    """``models:/<model id>`` → the logged model's artifact location, looked up in *our* tracking store.
+
+    MLflow 3.17 resolves such a URI through a client on the process-wide default tracking URI, whatever
+    ``download_artifacts(tracking_uri=…)`` says, so another store's model is "not found"; a registered
+    model (``models:/<name>/<version>``) is left to MLflow.
+    """
+    from mlflow import MlflowClient
+
+    ref = uri.removeprefix("models:/").strip("/")
+    if not ref.startswith("m-") or "/" in ref:
+        return uri
+    return str(MlflowClient(tracking_uri=tracking_uri).get_logged_model(ref).artifact_location)
 
 
 def resolve_encoder(encoder: str, cfg: Config, source: str | None = None) -> tuple[MS2L | None, Config]:

@@ -259,3 +259,12 @@ def test_a_relative_local_tracking_store_is_made_absolute(tmp_path: Path, monkey
     assert [resolve_tracking_uri(uri) for uri, _ in cases] == [want for _, want in cases]
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///env.db")
     assert resolve_tracking_uri(None) == f"sqlite:///{tmp_path}/env.db"
+
+
+def test_loopback_addresses_are_recognised() -> None:
+    """A driver joining our loopback-only instance must connect on loopback (CI's resumed-search test hung)."""
+    from ms2l_ray.distributed.cluster import is_loopback_address
+
+    assert [is_loopback_address(a) for a in ("127.0.0.1:6379", "localhost:6379", "ray://127.0.0.1:10001",
+                                             "[::1]:6379", "192.0.2.2:6379", "head.example:6379")] == [
+        True, True, True, True, False, False]

@@ -112,3 +112,33 @@ def test_run_logger_reopen_and_fail(tmp_path: Path) -> None:
     from mlflow.tracking import MlflowClient
 
     assert MlflowClient(uri).get_run(run.run_id).info.status == "RUNNING"
+
+
+def test_a_logged_encoder_loads_from_its_own_store_whatever_the_default_uri(tmp_path: Path) -> None:
+    """MLflow resolves ``models:/<id>`` on the process-wide default store; CI failed on it (issue 15)."""
+    import mlflow
+    import torch
+
+    from ms2l_ray.checkpoint import save_pretrained
+    from ms2l_ray.config import load_config
+    from ms2l_ray.model.ms2l import build_ms2l
+    from ms2l_ray.tracking.artifacts import load_encoder_embedding, log_encoder_model
+
+    cfg = load_config("smoke", None, ["model.hidden_size=8"])
+    torch.manual_seed(0)
+    model = build_ms2l(cfg.model, cfg.tasks, 6)
+    save_pretrained(tmp_path / "enc", model, cfg, 6)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    run = start_run(uri, "e", "pretrain")
+    model_id = log_encoder_model(run, tmp_path / "enc")
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'other.db'}")  # a different default store, as in CI
+    try:
+        loaded = load_encoder_embedding(f"models:/{model_id}", uri)
+    finally:
+        mlflow.set_tracking_uri("")
+    x = torch.randn(2, 5, 6)
+    lengths = torch.tensor([5, 3])
+    expected = model.encoder.eval()
+    from ms2l_ray.model.embedding import EncoderEmbedding
+
+    torch.testing.assert_close(loaded(x, lengths), EncoderEmbedding(expected).eval()(x, lengths))

@@ -7,6 +7,7 @@ MLflow through its own client and Optuna through its own study.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -154,6 +155,7 @@ def test_killed_search_resumes_without_duplicating_trials(tmp_path: Path, sqlite
             "--storage-path", str(storage), "--tracking-uri", sqlite_uri, "--experiment", experiment]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env.pop("RAY_ADDRESS", None)
+    client(sqlite_uri).search_experiments()  # the store's tables exist before two processes open it at once
     log = (tmp_path / "driver.log").open("w")
     proc = subprocess.Popen([sys.executable, "-m", "ms2l_ray.cli", *args, "--address",
                              ray.get_runtime_context().gcs_address], env=env, start_new_session=True,
@@ -166,7 +168,8 @@ def test_killed_search_resumes_without_duplicating_trials(tmp_path: Path, sqlite
         first = _finished_trial_runs(sqlite_uri, experiment)
         assert first, "no trial finished before the deadline"
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # the driver dies mid-search; its trials die with its Ray job
+        with contextlib.suppress(ProcessLookupError):  # the driver dies mid-search; its trials with its Ray job
+            os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     assert proc.returncode != 0
     record = json.loads((storage / name / RECORD).read_text())

@@ -41,7 +41,10 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, log_to_d
     if not ray.is_initialized():
         address = address or os.environ.get("RAY_ADDRESS") or None
         if address:
-            ray.init(address=address, log_to_driver=log_to_driver)
+            # Ray rewrites a loopback address to this machine's network address before it connects, where a
+            # loopback-only instance (ours) does not listen; on loopback it keeps the address as given
+            with loopback_node() if is_loopback_address(address) else contextlib.nullcontext():
+                ray.init(address=address, log_to_driver=log_to_driver)
         else:
             start_local_ray(num_cpus, log_to_driver)
     return dict(ray.cluster_resources())
@@ -65,6 +68,12 @@ def start_local_ray(num_cpus: int | None = None, log_to_driver: bool = True) -> 
         raise RuntimeError(f"the local Ray instance took node address {node_ip}, not {LOOPBACK}, so it would "
                            f"listen on the network; start a cluster yourself (`ray start --head "
                            f"--node-ip-address=...`) and pass --address")
+
+
+def is_loopback_address(address: str) -> bool:
+    """``127.0.0.1:6379``, ``localhost:6379``, ``ray://127.0.0.1:10001`` → True; any other host → False."""
+    host = address.split("://", 1)[-1].rsplit(":", 1)[0].strip("[]")
+    return host in ("localhost", "::1") or host.startswith("127.")
 
 
 def token_auth_on() -> bool:
