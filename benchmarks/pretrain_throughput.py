@@ -10,7 +10,7 @@ clipping to 10, one Adam step) on the same model sizes (REFERENCE.md §1: T = 30
 decoder GRU 2 × 600, MLP heads 2048). Valid lengths are drawn like NTU's, ``clip(normal(90, 35), 20, 300)``.
 
 The reference-style step differs only in *how*: the jigsaw view is built by a per-sample Python loop on
-the CPU (:func:`ms2l_ray.augment.reference_jigsaw_loop`), the views are made on the CPU and copied to the
+the CPU (:func:`ms2l_ray.pretext.augment.reference_jigsaw_loop`), the views are made on the CPU and copied to the
 device, the GRUs run over all ``T`` padded frames, and the three views go through the encoder one by one.
 Our step is timed twice: with packed GRUs (``pack_padded_sequence``) and with the default ``"reversed"`` GRUs
 (unpacked over the longest clip, backward direction reversed within each length; same outputs, see
@@ -33,12 +33,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from ms2l_ray.augment import reference_jigsaw_loop, temporal_jigsaw, temporal_mask
 from ms2l_ray.config import ModelConfig, TaskConfig
 from ms2l_ray.contract import valid_mask
-from ms2l_ray.losses import contrastive_loss
 from ms2l_ray.model import MS2L, MLPHead, PretrainOutput, build_ms2l, init_weights
 from ms2l_ray.model.encoder import DEFAULT_IMPL, GRUImpl
+from ms2l_ray.pretext.augment import reference_jigsaw_loop, temporal_jigsaw, temporal_mask
+from ms2l_ray.pretext.losses import contrastive_loss
 from ms2l_ray.train.batches import train_batches
 
 NUM_FEATURES = 150  # NTU: 2 persons × 25 joints × 3 coords

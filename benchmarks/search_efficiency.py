@@ -1,6 +1,6 @@
 """Does a search pay for itself? Grid vs. random vs. TPE vs. TPE + ASHA on a space small enough to grid (issue 13).
 
-Every search runs through the product itself (:func:`ms2l_ray.search.tuner.run_search` on a local Ray instance,
+Every search runs through the product itself (:func:`ms2l_ray.studies.search.tuner.run_search` on a local Ray instance,
 real ``TorchTrainer`` jobs, no MLflow), with the sampler and scheduler chosen in the space data:
 
 - the space: ``tasks.jigsaw_weight`` ∈ {0, 1} (jigsaw on/off; motion and contrastive always on, so every point
@@ -22,7 +22,7 @@ selected on), compute spent (pretraining epochs summed over trials — the linea
 small constant — and wall time), and the fraction of the grid's compute after which a method's best-so-far first came
 within ``--within`` points of the grid's best (trials taken in the order the sampler proposed them; the mean over
 the seeds that got there, and how many did). Then the proxy's fidelity per rung (Spearman, Kendall τ-b between
-the KNN proxy at each rung and the final objective; :mod:`ms2l_ray.search.fidelity`).
+the KNN proxy at each rung and the final objective; :mod:`ms2l_ray.studies.search.fidelity`).
 
 Full run (not yet measured here; expect roughly 30–40 minutes on a quiet 2-core laptop)::
 
@@ -46,8 +46,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ms2l_ray.search.space import SearchSpace, parse_space, with_overrides
-from ms2l_ray.search.summary import SearchResult, TrialRow, format_table
+from ms2l_ray.studies.search.space import SearchSpace, parse_space, with_overrides
+from ms2l_ray.studies.search.summary import SearchResult, TrialRow, format_table
 
 QUICK_CONFIG: dict[str, Any] = {  # search_spaces/quick.yaml sizes
     "model": {"hidden_size": 64, "head_hidden": 128, "proj_dim": 64},
@@ -172,8 +172,8 @@ def fidelity_table(methods: list[MethodRuns]) -> list[list[str]]:
 
 
 def main() -> None:
-    from ms2l_ray.distributed.cluster import ensure_ray
-    from ms2l_ray.search.tuner import run_search
+    from ms2l_ray.jobs.cluster import ensure_ray
+    from ms2l_ray.studies.search.tuner import run_search
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", type=int, default=3, help="sampler seeds per method (grid: one)")

@@ -24,9 +24,9 @@ import time
 
 import torch
 
-from ms2l_ray.checkpoint import save_pretrained
 from ms2l_ray.config import load_config
 from ms2l_ray.data.source import load_dataset
+from ms2l_ray.model.artifact import save_pretrained
 from ms2l_ray.train.evaluate import evaluate
 from ms2l_ray.train.loop import LoopContext
 from ms2l_ray.train.pretrain import pretrain

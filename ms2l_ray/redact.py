@@ -1,6 +1,6 @@
 """The one place that decides what a secret looks like and how it is kept out of output.
 
-Why one module: the cluster-recipe checker (:mod:`ms2l_ray.cluster_config`), MLflow param logging
+Why one module: the cluster-recipe checker (:mod:`tools.check_cluster`), MLflow param logging
 (:mod:`ms2l_ray.tracking.runs`) and every record or error message that names a URI must agree on which
 keys hold credentials and on the redacted form of a URI; two detectors drift apart (one masked ``author``,
 the other did not mask ``pwd``). Everything here is pure string work, importable without MLflow or Ray.

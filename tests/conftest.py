@@ -22,7 +22,7 @@ def ray_local() -> Iterator[None]:
     afterwards."""
     import ray
 
-    from ms2l_ray.distributed.cluster import ensure_ray
+    from ms2l_ray.jobs.cluster import ensure_ray
 
     ensure_ray(num_cpus=2)
     yield

@@ -59,7 +59,7 @@ import torch
 from torch import nn
 
 from ms2l_ray.contract import valid_mask
-from ms2l_ray.losses.motion import mask_padding
+from ms2l_ray.pretext.losses.motion import mask_padding
 
 
 def init_weights(module: nn.Module) -> None:

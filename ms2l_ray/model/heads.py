@@ -10,8 +10,8 @@ import math
 import torch
 from torch import nn
 
-from ms2l_ray.losses.motion import mask_padding
 from ms2l_ray.model.encoder import DEFAULT_IMPL, GRUImpl, init_weights, resolve_impl, run_gru
+from ms2l_ray.pretext.losses.motion import mask_padding
 
 
 class MotionDecoder(nn.Module):

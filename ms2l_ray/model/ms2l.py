@@ -26,14 +26,14 @@ from typing import Any, cast
 import torch
 from torch import nn
 
-from ms2l_ray.augment import ShortPolicy, temporal_jigsaw, temporal_mask
 from ms2l_ray.config import ModelConfig, TaskConfig
 from ms2l_ray.contract import check_batch
-from ms2l_ray.losses.contrastive import ContrastiveLoss
-from ms2l_ray.losses.jigsaw import JigsawLoss
-from ms2l_ray.losses.motion import MotionLoss
 from ms2l_ray.model.encoder import GRUEncoder, GRUImpl, mask_mean_pool
 from ms2l_ray.model.heads import JigsawHead, MLPHead, MotionDecoder, Projector
+from ms2l_ray.pretext.augment import ShortPolicy, temporal_jigsaw, temporal_mask
+from ms2l_ray.pretext.losses.contrastive import ContrastiveLoss
+from ms2l_ray.pretext.losses.jigsaw import JigsawLoss
+from ms2l_ray.pretext.losses.motion import MotionLoss
 
 
 def fp32_losses(x: torch.Tensor) -> contextlib.AbstractContextManager[Any]:

@@ -3,7 +3,7 @@
 Everything is read back from MLflow, never from a driver's memory, so a report can be built any time
 after the fact, for runs made by other commands. A run's *kind* tag picks the section:
 
-- ``ablation``: the mean ± std table (recomputed by :mod:`ms2l_ray.ablation.table`), bars with error bars
+- ``ablation``: the mean ± std table (recomputed by :mod:`ms2l_ray.studies.ablation.table`), bars with error bars
   per metric, and pretraining loss curves per task (mean ± std over seeds, a line per cell);
 - ``search`` (or any parent whose children carry ``trial_id``): the best trials, objective vs trial,
   parameter importance (from a ``param_importance.csv`` artifact, when the search logged one), parallel
@@ -42,7 +42,7 @@ REPORT_KINDS = ("ablation", "search")
 
 
 def _children(c: Any, run: Any, extra: str = "") -> list[Any]:
-    from ms2l_ray.ablation.table import search_all
+    from ms2l_ray.studies.ablation.table import search_all
 
     flt = f"tags.mlflow.parentRunId = '{run.info.run_id}'" + (f" and {extra}" if extra else "")
     runs = search_all(c.tracking_uri, [run.info.experiment_id], flt)
@@ -107,7 +107,7 @@ def _health_tag(c: Any, run_id: str) -> str | None:
 
 # --------------------------------------------------------------------------------------------- sections
 def ablation_section(c: Any, run: Any) -> Section:
-    from ms2l_ray.ablation.table import ablation_table, fetch_cell_seed_runs
+    from ms2l_ray.studies.ablation.table import ablation_table, fetch_cell_seed_runs
 
     p = run.data.params
     sec = Section(f"Ablation {run.info.run_name}", run.info.run_id)
@@ -148,7 +148,7 @@ def time_split(c: Any, run: Any) -> dict[str, float]:
     Σ epoch times / wall time, the rest is Ray/Tune/MLflow overhead (process start-up, placement,
     checkpointing, artifact logging), data generation and evaluation feature extraction.
     """
-    from ms2l_ray.ablation.table import search_all
+    from ms2l_ray.studies.ablation.table import search_all
 
     flt = f"tags.ablation_run_id = '{run.info.run_id}'"
     jobs = [r for r in search_all(c.tracking_uri, [run.info.experiment_id], flt)
@@ -325,7 +325,7 @@ def resolve_targets(c: Any, target: str) -> tuple[str, list[Any]]:
     if exp is None:
         names = sorted(e.name for e in retrying(lambda: c.search_experiments()))
         raise ValueError(f"{target!r} is neither a run id nor an experiment name; experiments: {names}")
-    from ms2l_ray.ablation.table import search_all
+    from ms2l_ray.studies.ablation.table import search_all
 
     runs = search_all(c.tracking_uri, [exp.experiment_id], "")
     top = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]

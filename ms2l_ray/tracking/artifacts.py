@@ -1,7 +1,7 @@
 """What each run leaves in MLflow besides metrics: config, encoder, plots, per-class accuracy, the model.
 
 Plots are drawn with matplotlib's Agg backend (no display needed on cluster nodes). The encoder is logged
-as files that load without unpickling (:mod:`ms2l_ray.checkpoint`), both as the run's ``encoder/``
+as files that load without unpickling (:mod:`ms2l_ray.model.artifact`), both as the run's ``encoder/``
 artifacts and as the run's MLflow logged model.
 """
 
@@ -64,7 +64,7 @@ def confusion_figure(cm: np.ndarray, class_names: list[str] | None = None) -> An
 
 def log_pretrain_outputs(run: RunLogger, out_dir: Path, history: list[dict[str, float]]) -> None:
     """Resolved config, encoder checkpoint, loss curves, and the encoder as the run's MLflow logged model."""
-    from ms2l_ray.checkpoint import CONFIG_FILE, ENCODER_FILE
+    from ms2l_ray.model.artifact import CONFIG_FILE, ENCODER_FILE
 
     plt = _plt()
     run.log_artifact(out_dir / ENCODER_FILE, "encoder")
@@ -119,7 +119,7 @@ def log_encoder_model(run: RunLogger, out_dir: Path) -> str:
     from mlflow.entities import LoggedModelOutput, LoggedModelStatus
     from mlflow.models import Model
 
-    from ms2l_ray.checkpoint import CONFIG_FILE, ENCODER_FILE
+    from ms2l_ray.model.artifact import CONFIG_FILE, ENCODER_FILE
     from ms2l_ray.tracking.runs import client
     from ms2l_ray.tracking.store import retrying
 
@@ -147,10 +147,10 @@ def log_encoder_model(run: RunLogger, out_dir: Path) -> str:
 def load_encoder_embedding(uri: str, tracking_uri: str | None = None) -> Any:
     """The logged encoder as an :class:`~ms2l_ray.model.embedding.EncoderEmbedding` (``forward(x, lengths)``
     embeds a batch) from ``models:/<model id>``, ``runs:/<run id>/encoder`` or a local folder, unpickled nowhere."""
-    from ms2l_ray.checkpoint import load_pretrained
-    from ms2l_ray.jobs import fetch_encoder
+    from ms2l_ray.model.artifact import load_pretrained
     from ms2l_ray.model.embedding import EncoderEmbedding
     from ms2l_ray.names import is_uri
+    from ms2l_ray.train.job import fetch_encoder
 
     local = fetch_encoder(uri, tracking_uri)
     model, _ = load_pretrained(local or uri, source=uri if is_uri(uri) else None)

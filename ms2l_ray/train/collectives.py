@@ -1,7 +1,7 @@
 """Collectives that work on every ``torch.distributed`` backend: the one place the loops reduce or gather.
 
 Why this exists: the loops keep their metric sums and cached features on the CPU, but Ray Train picks NCCL
-as soon as a job uses GPUs (``ms2l_ray.distributed.trainer``), and NCCL only accepts CUDA tensors — a CPU
+as soon as a job uses GPUs (``ms2l_ray.jobs.driver``), and NCCL only accepts CUDA tensors — a CPU
 tensor handed to ``dist.all_reduce`` fails the job at its first validation. Every collective here moves its
 tensor to the device the process group communicates on (:func:`collective_device`), runs there and hands
 the result back on the caller's device with the caller's dtype (NCCL reduces float64 and int64 as they are,

@@ -1,1 +1,0 @@
-"""Command-line commands, one module per group; ``ms2l_ray.cli`` assembles them."""

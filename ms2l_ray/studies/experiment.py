@@ -1,0 +1,161 @@
+"""``ms2l run <experiment.yaml>``: pretrain once, then every configured evaluation from that checkpoint.
+
+An experiment file is data::
+
+    name: ms2l-small            # parent MLflow run name
+    preset: small               # config preset
+    config: {tasks: {temperature: 0.5}}   # config deltas
+    evaluations:
+      - {strategy: linear}
+      - {strategy: semi, label_fraction: 0.01}
+      - {strategy: finetune, set: {evaluation: {optim: {epochs: 5}}}}
+
+All runs nest under one parent run: parent → pretrain, and one child per evaluation tagged with the
+pretrain run it started from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ms2l_ray.config import PRESETS, STRATEGIES, Config, ConfigError, apply_delta
+from ms2l_ray.jobs.tracked import ChainEvaluation, Execution, Tracking, tracked_chain
+from ms2l_ray.names import check_name, unique_stamp
+from ms2l_ray.safe_yaml import load_yaml_file
+from ms2l_ray.tracking.runs import RunLogger, start_run
+
+FROM_SCRATCH = ("supervised", "joint")
+
+
+@dataclass
+class Evaluation:
+    strategy: str
+    label_fraction: float = 1.0
+    delta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        """``linear``, ``semi_0.01`` …: the evaluation's name in runs and tables."""
+        return self.strategy if self.label_fraction == 1.0 else f"{self.strategy}_{self.label_fraction:g}"
+
+    def apply(self, cfg: Config) -> Config:
+        cfg = apply_delta(cfg, self.delta, f"evaluation {self.label} set") if self.delta else cfg
+        return apply_delta(cfg, {"evaluation": {"strategy": self.strategy, "label_fraction": self.label_fraction}},
+                           f"evaluation {self.label}")
+
+
+@dataclass
+class Experiment:
+    name: str
+    preset: str = "small"
+    config: dict[str, Any] = field(default_factory=dict)
+    evaluations: list[Evaluation] = field(default_factory=lambda: [Evaluation("linear")])
+
+
+EXPERIMENT_KEYS = {"name", "preset", "config", "evaluations"}
+EVAL_KEYS = {"strategy", "label_fraction", "set"}
+
+
+def parse_evaluations(items: Any, source: str) -> list[Evaluation]:
+    """Validate a list of ``{strategy, label_fraction?, set?}`` entries; errors name the entry."""
+    if not isinstance(items, list) or not items:
+        raise ConfigError(f"{source}: 'evaluations' must be a non-empty list, got {items!r}")
+    out = []
+    for i, item in enumerate(items):
+        key = f"{source}: evaluations[{i}]"
+        if isinstance(item, str):
+            item = {"strategy": item}
+        if not isinstance(item, dict):
+            raise ConfigError(f"{key}: expected a mapping or a strategy name, got {item!r}")
+        unknown = set(item) - EVAL_KEYS
+        if unknown:
+            raise ConfigError(f"{key}: unknown keys {sorted(unknown)}; known: {sorted(EVAL_KEYS)}")
+        if item.get("strategy") not in STRATEGIES:
+            raise ConfigError(f"{key}.strategy: must be one of {list(STRATEGIES)}, got {item.get('strategy')!r}")
+        lf = item.get("label_fraction", 1.0)
+        if isinstance(lf, bool) or not isinstance(lf, (int, float)) or not 0 < lf <= 1:
+            raise ConfigError(f"{key}.label_fraction: must be a number in (0, 1], got {lf!r}")
+        delta = item.get("set", {}) or {}
+        if not isinstance(delta, dict):
+            raise ConfigError(f"{key}.set: must be a mapping of config deltas, got {delta!r}")
+        out.append(Evaluation(item["strategy"], float(lf), delta))
+    return out
+
+
+def load_experiment(path: str | Path) -> Experiment:
+    """Read and validate an experiment file (unknown keys and bad values name the key)."""
+    p = Path(path)
+    try:
+        raw = load_yaml_file(p) or {}  # size- and alias-bounded (ms2l_ray.safe_yaml)
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read experiment file {p}: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{p}: expected a mapping at top level, got {type(raw).__name__}")
+    unknown = set(raw) - EXPERIMENT_KEYS
+    if unknown:
+        raise ConfigError(f"{p}: unknown keys {sorted(unknown)}; known: {sorted(EXPERIMENT_KEYS)}")
+    name = raw.get("name", p.stem)
+    check_name(f"{p}: name", name)  # becomes run names and the default outputs/<name>-<stamp> folder
+    preset = raw.get("preset", "small")
+    if preset not in PRESETS:
+        raise ConfigError(f"{p}: preset must be one of {sorted(PRESETS)}, got {preset!r}")
+    config = raw.get("config", {}) or {}
+    apply_delta(apply_delta(Config(), PRESETS[preset]), config, f"{p}: config")  # validate early
+    return Experiment(name, preset, config, parse_evaluations(raw.get("evaluations", ["linear"]), str(p)))
+
+
+@dataclass
+class PipelineResult:
+    pretrain: dict[str, float]
+    evaluations: dict[str, dict[str, float]]
+    parent_run_id: str | None
+    pretrain_run_id: str | None
+
+
+def run_pipeline(cfg: Config, evaluations: list[Evaluation], *, name: str, out_root: Path,
+                 tracking: Tracking | None, execution: Execution, parent: RunLogger | None = None,
+                 tags: dict[str, Any] | None = None, class_names: list[str] | None = None,
+                 make_parent: bool = True, title: str | None = None) -> PipelineResult:
+    """Pretrain (when any evaluation needs it), then each evaluation from the pretrained encoder.
+
+    ``name`` (+ a timestamp) keys the jobs' Ray storage; MLflow names runs as people read them:
+    ``<title> / pretrain``, ``<title> / linear`` … (``title`` defaults to ``name``).
+
+    ``make_parent`` creates a parent run for this pipeline nested under ``parent``; with False the jobs
+    hang directly under ``parent`` (an ablation's cell-seed run already is that parent).
+    """
+    stamp = unique_stamp()  # Ray Train resumes by run name: two pipelines in one second must not share one
+    title = title or name
+    group = parent
+    if tracking is not None and make_parent:
+        group = start_run(tracking.uri, tracking.experiment, name, parent, {"kind": "experiment", **(tags or {})})
+    try:
+        pretrained = any(e.strategy not in FROM_SCRATCH for e in evaluations)
+        jobs = []
+        for ev in evaluations:
+            ev_tags = dict(tags or {}, evaluation=ev.label)
+            jobs.append(ChainEvaluation(ev.apply(cfg), f"{name}-{ev.label}-{stamp}", out_root / ev.label, ev_tags,
+                                        pretrained=ev.strategy not in FROM_SCRATCH, title=f"{title} / {ev.label}"))
+        # One Train run for the pretraining and every evaluation (orchestrate.tracked_chain): the evaluation
+        # runs exist before pretraining ends, so their parent_pretrain_run tag is set from the start.
+        chain = tracked_chain(cfg if pretrained else None, jobs, name=f"{name}-{stamp}",
+                              pretrain_name=f"{name}-pretrain-{stamp}", pretrain_out=out_root / "pretrain",
+                              tracking=tracking, execution=execution, parent=group, tags=tags,
+                              class_names=class_names, pretrain_title=f"{title} / pretrain")
+        pre_metrics = chain.pretrain.metrics if chain.pretrain else {}
+        pre_run_id = chain.pretrain_run.run_id if chain.pretrain_run else None
+        results = {ev.label: outcome.metrics for ev, outcome in zip(evaluations, chain.evaluations, strict=True)}
+        if group is not None and make_parent:
+            summary = {f"{lab}.{k}": v for lab, m in results.items() for k, v in m.items()
+                       if k in ("val_top1", "val_top5", "test_top1", "test_top5")}
+            group.log_metrics(summary, step=0)
+            group.end("FINISHED")
+    except BaseException:
+        if group is not None and make_parent:
+            group.end("FAILED")
+        raise
+    return PipelineResult(pre_metrics, results, group.run_id if group else None, pre_run_id)
