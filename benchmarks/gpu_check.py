@@ -1,8 +1,8 @@
 """One-shot GPU check for a lent GPU machine that has torch + CUDA but no Ray and no MLflow.
 
 Run from the repository root: ``python benchmarks/gpu_check.py``. It prints what GPU and torch build it
-sees, then runs the opt-in GPU tests (``pytest -m gpu`` on ``tests/test_gpu.py`` and
-``tests/test_gpu_distributed.py``: forward parity with CPU, pretraining + linear on CUDA, and the Ray-free
+sees, then runs the opt-in GPU tests (``pytest -m gpu`` on ``tests/gpu/test_gpu.py`` and
+``tests/gpu/test_gpu_distributed.py``: forward parity with CPU, pretraining + linear on CUDA, and the Ray-free
 distributed worker body on a NCCL process group — validation, KNN and every evaluation strategy) and exits
 with pytest's status. Why a script: device time is short and metered, so the whole check is one command
 with nothing to type in between. Needs only ``torch`` (CUDA build), ``numpy``, ``pyyaml`` and ``pytest``.
@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-TESTS = ["tests/test_gpu.py", "tests/test_gpu_distributed.py"]
+TESTS = ["tests/gpu/test_gpu.py", "tests/gpu/test_gpu_distributed.py"]
 
 
 def gpu_names() -> list[str]:

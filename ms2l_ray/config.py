@@ -16,6 +16,7 @@ import math
 import reprlib
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ import yaml
 
 from ms2l_ray.limits import MAX_SEQUENCE_FRAMES
 from ms2l_ray.safe_yaml import load_yaml_file, load_yaml_text
+from ms2l_ray.train import strategies as strategy_table
 
 # Jigsaw policies for clips shorter than the segment count (augment.temporal_jigsaw); kept here so the
 # config layer validates them without importing torch.
@@ -138,7 +140,7 @@ class EvalConfig:
 
 STANDARDIZE_MODES = ("off", "on", "select")
 
-STRATEGIES = ("linear", "finetune", "semi", "supervised", "joint", "pretrain_joint", "knn")
+STRATEGIES = strategy_table.NAMES  # the one table: ms2l_ray.train.strategies
 
 
 @dataclass
@@ -271,7 +273,8 @@ def leaves(obj: Any, prefix: str = "") -> list[tuple[str, Any]]:
 
 def _finite_errors(cfg: Config) -> tuple[list[str], set[str]]:
     """Every float (and list-of-float entry) must be finite; every int within its ceiling. One walk over all
-    fields, so a float field added later is covered without a rule of its own. Returns (errors, bad keys)."""
+    fields, so a float field added later is covered without a rule of its own. Returns (errors, bad keys).
+    """
     errors: list[str] = []
     bad: set[str] = set()
     for key, value in leaves(cfg):
@@ -329,7 +332,8 @@ def _range_errors(cfg: Config) -> list[str]:
     ev = cfg.evaluation
     need(ev.strategy in STRATEGIES, "evaluation.strategy", ev.strategy, f"must be one of {list(STRATEGIES)}")
     need(0 < ev.label_fraction <= 1, "evaluation.label_fraction", ev.label_fraction, "must be in (0, 1]")
-    need(ev.strategy != "semi" or ev.label_fraction < 1, "evaluation.label_fraction", ev.label_fraction,
+    partial = ev.strategy in STRATEGIES and strategy_table.strategy(ev.strategy).partial_labels
+    need(not partial or ev.label_fraction < 1, "evaluation.label_fraction", ev.label_fraction,
          "must be < 1 for the semi-supervised strategy")
     need(ev.knn_k >= 1, "evaluation.knn_k", ev.knn_k, "must be >= 1")
     # the vote weights are exp(similarity / τ): below 0.02 they overflow float32
@@ -385,25 +389,74 @@ def parse_override(item: str) -> dict[str, Any]:
     return value  # type: ignore[no-any-return]
 
 
+def check_preset(preset: object, where: str = "preset") -> str:
+    """``preset`` if it names one of :data:`PRESETS`, else a :class:`ConfigError` naming ``where``.
+
+    Why one function: a preset is named by ``--preset`` and by every file kind (config, experiment, grid,
+    search space); each check gives the same message, and a YAML value that is not a string (a list, a
+    mapping) is refused rather than tested for membership.
+
+    Args:
+        preset: the value as given.
+        where: what named it, e.g. ``"--preset"`` or ``"grid.yaml: preset"``.
+    """
+    if not isinstance(preset, str) or preset not in PRESETS:
+        raise ConfigError(f"{where}: must be one of {sorted(PRESETS)}, got {shown(preset)}")
+    return preset
+
+
+def preset_config(preset: object, where: str = "preset") -> Config:
+    """The validated config of the preset ``preset`` (checked by :func:`check_preset`): where every
+    composition starts.
+    """
+    name = check_preset(preset, where)
+    return apply_delta(Config(), PRESETS[name], f"preset {name!r}")
+
+
+def compose(preset: object, file: str | Path | None = None, layers: Sequence[tuple[str, dict[str, Any] | None]] = (),
+            overrides: Sequence[str] = (), where: str = "preset") -> Config:
+    """The one composition path of every YAML kind: preset → config file → layers → ``--set`` → validated.
+
+    Why one function: a config file (``--config``), an experiment file, an ablation grid (base config → cell →
+    overrides → seed) and a search space (fixed config → sampled values) all build a run's config from the same
+    steps; each used to do it its own way. The file is validated on its own (its errors name the file); the
+    layers and the ``--set`` items are merged first and validated together, so cross-field rules see all of them
+    (e.g. ``strategy: semi`` from a cell with ``label_fraction`` from ``--set``).
+
+    Args:
+        preset: the preset's name (:data:`PRESETS`), checked by :func:`check_preset`.
+        file: a YAML config delta to read, or None.
+        layers: ``(name, delta)`` pairs in the order they apply (later wins); empty ones are skipped; the names
+            appear in the error message.
+        overrides: ``--set key=value`` items, applied last.
+        where: what named the preset, for its error message.
+    """
+    cfg = preset_config(preset, where)
+    if file is not None:
+        cfg = apply_delta(cfg, read_config_file(Path(file)), f"config file {file}")
+    merged: dict[str, Any] = {}
+    names: list[str] = []
+    for name, delta in layers:
+        if delta:
+            merged, names = merge_deltas(merged, delta), [*names, name]
+    for item in overrides:
+        merged, names = merge_deltas(merged, parse_override(item)), [*names, item]
+    return apply_delta(cfg, merged, f"overrides ({', '.join(names)})") if merged else cfg
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """A config delta from a YAML file (empty file → no change); unreadable or malformed → :class:`ConfigError`."""
+    try:
+        loaded = load_yaml_file(path) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+    return loaded  # type: ignore[no-any-return]
+
+
 def load_config(preset: str = "small", yaml_path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (),
                 delta: dict[str, Any] | None = None) -> Config:
-    """Preset → optional YAML delta → optional dict delta → ``--set`` overrides, validated at each step."""
-    if preset not in PRESETS:
-        raise ConfigError(f"unknown preset {preset!r}; known presets: {sorted(PRESETS)}")
-    cfg = apply_delta(Config(), PRESETS[preset], f"preset {preset!r}")
-    if yaml_path is not None:
-        path = Path(yaml_path)
-        try:
-            loaded = load_yaml_file(path) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"cannot read config file {path}: {exc}") from exc
-        cfg = apply_delta(cfg, loaded, f"config file {path}")
-    merged: dict[str, Any] = dict(delta or {})
-    for item in overrides:  # merged first, validated together: cross-field rules see all of them
-        merged = merge_deltas(merged, parse_override(item))
-    if merged:
-        cfg = apply_delta(cfg, merged, "overrides (" + ", ".join(["delta"] * bool(delta) + list(overrides)) + ")")
-    return cfg
+    """Preset → optional YAML delta → optional dict delta → ``--set`` overrides: :func:`compose` in short."""
+    return compose(preset, yaml_path, [("delta", delta)], overrides)
 
 
 def merge_deltas(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
@@ -428,7 +481,8 @@ def from_dict(d: dict[str, Any]) -> Config:
     """Rebuild a :class:`Config` from :func:`to_dict` output (e.g. a logged config), validated.
 
     A key of :data:`LEGACY_DEFAULTS` missing from ``d`` takes its legacy value, so older stored configs keep
-    their numbers."""
+    their numbers.
+    """
     d = copy.deepcopy(d) if isinstance(d, dict) else d
     if isinstance(d, dict):
         for path, value in LEGACY_DEFAULTS.items():

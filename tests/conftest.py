@@ -1,4 +1,4 @@
-"""Shared fixtures: a real local Ray instance (2 CPUs) and a real MLflow SQLite store per test module."""
+"""Shared fixtures: a real local Ray instance (2 CPUs) and a real MLflow SQLite store per test."""
 
 from __future__ import annotations
 
@@ -7,13 +7,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from mlflow_helpers import sqlite_uri_in
 
 os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
-
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 @pytest.fixture(scope="module")
@@ -31,4 +30,5 @@ def ray_local() -> Iterator[None]:
 
 @pytest.fixture
 def sqlite_uri(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'mlflow.db'}"
+    """An MLflow SQLite store in the test's own folder (created on first use)."""
+    return sqlite_uri_in(tmp_path)

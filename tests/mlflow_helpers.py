@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
+
+
+def sqlite_uri_in(folder: Path, name: str = "mlflow.db") -> str:
+    """The tracking URI of an MLflow SQLite store ``folder/name`` (the ``sqlite_uri`` fixture's, for any folder)."""
+    return f"sqlite:///{folder / name}"
 
 
 def client(uri: str) -> Any:

@@ -1,4 +1,7 @@
-"""``ms2l ablate <grid.yaml>`` and ``ms2l report <parent-run-id | experiment-name>``."""
+"""``ms2l ablate <grid.yaml>``: an ablation grid (cells × seeds) and its mean ± std table.
+
+``ms2l report`` lives in :mod:`ms2l_ray.cli.report_cmds`.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +11,23 @@ from pathlib import Path
 from typing import Any
 
 from ms2l_ray.cli.common import absolute_dataset_delta, write_json
-from ms2l_ray.cli.execution import add_execution_options, start_ray, storage_from_args, tracking_from_args
-from ms2l_ray.config import PRESETS, ConfigError
-from ms2l_ray.names import absolute_path, check_name, unique_name
+from ms2l_ray.cli.execution import start_ray, storage_from_args, tracking_from_args, trial_resources
+from ms2l_ray.cli.options import (
+    ABLATE_CPUS_PER_TRIAL,
+    add_execution_options,
+    add_json,
+    add_name_and_resume,
+    add_study_config_options,
+    add_trial_resource_options,
+    resume_name,
+)
+from ms2l_ray.config import ConfigError
+from ms2l_ray.names import check_name, unique_name
 
 
 def _setup(args: argparse.Namespace) -> tuple[Any, str, Any, Any]:
     """Grid, name, tracking and execution from the flags — every check that needs no Ray runs here."""
     from ms2l_ray.jobs.driver import default_storage_path
-    from ms2l_ray.jobs.spec import Resources
     from ms2l_ray.jobs.tracked import Execution, Tracking
     from ms2l_ray.studies.ablation.grid import load_grid
     from ms2l_ray.studies.ablation.runner import read_ablation_record, record_location
@@ -24,16 +35,15 @@ def _setup(args: argparse.Namespace) -> tuple[Any, str, Any, Any]:
 
     if args.no_tracking:
         raise ConfigError("ablate builds its table from MLflow runs; drop --no-tracking")
-    if args.resume and not args.name:
-        raise ConfigError("--resume needs the --name the ablation was started with (printed at its start)")
+    resumed = resume_name(args, "ablation")
     if args.max_concurrent is not None and args.max_concurrent < 1:
         raise ConfigError(f"--max-concurrent must be >= 1, got {args.max_concurrent}")
-    grid = load_grid(args.grid, preset=args.preset, overrides=args.overrides, dataset=absolute_path(args.dataset),
-                     num_samples=args.num_samples)
+    grid = load_grid(args.grid, preset=args.preset, overrides=args.overrides, dataset=args.dataset,
+                     num_samples=args.num_samples)  # --dataset is absolute already (cli.main.absolute_args)
     for delta in (grid.config, grid.overrides, *(c.delta for c in (*grid.cells, *grid.baselines))):
         absolute_dataset_delta(delta)  # a relative store in the grid file or --set means the user's folder
     storage = storage_from_args(args)
-    name = check_name("--name", args.name) if args.name else unique_name(grid.name)
+    name = resumed or (check_name("--name", args.name) if args.name else unique_name(grid.name))
     tracking = tracking_from_args(args)
     record = read_ablation_record(storage or default_storage_path(), name)
     if record is not None and not args.resume:  # before Ray starts: fail in a second, not after a minute
@@ -43,8 +53,8 @@ def _setup(args: argparse.Namespace) -> tuple[Any, str, Any, Any]:
     if args.resume and args.tracking_uri is None and record is not None:  # the recorded store unless the user names one
         uri = restore_uri(record["tracking_uri"], os.environ.get("MLFLOW_TRACKING_URI"), f"ablation {name!r}")
         tracking = Tracking(uri, record["experiment"])
-    resources = Resources(args.workers, args.cpus_per_trial / args.workers, args.gpus_per_trial / args.workers)
-    return grid, name, tracking, Execution(resources=resources, storage_path=storage, max_failures=args.max_failures)
+    return grid, name, tracking, Execution(resources=trial_resources(args), storage_path=storage,
+                                           max_failures=args.max_failures)
 
 
 def _ablate(args: argparse.Namespace) -> int:
@@ -73,53 +83,24 @@ def _ablate(args: argparse.Namespace) -> int:
 
 def _time_split(uri: str, run_id: str) -> dict[str, float]:
     from ms2l_ray.report.build import time_split
-    from ms2l_ray.tracking.runs import client
+    from ms2l_ray.tracking.query import get_run
 
-    c = client(uri)
-    return time_split(c, c.get_run(run_id))
-
-
-def _report(args: argparse.Namespace) -> int:
-    from ms2l_ray.report.build import build_report
-    from ms2l_ray.tracking.store import check_reachable, resolve_tracking_uri
-
-    uri = resolve_tracking_uri(args.tracking_uri)
-    check_reachable(uri)
-    paths = build_report(args.target, tracking_uri=uri, out_dir=args.out, attach_to_runs=not args.no_attach,
-                         top_k=args.top_k)
-    for p in paths:
-        print(f"[report] wrote {p}")
-    return 0
+    return time_split(uri, get_run(uri, run_id))
 
 
 def add_ablate_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     a = sub.add_parser("ablate", help="run an ablation grid (cells × seeds) and print its mean ± std table")
     a.add_argument("grid", type=Path, help="ablation grid YAML (see ablations/)")
-    a.add_argument("--preset", default=None, choices=sorted(PRESETS), help="override the grid's preset")
-    a.add_argument("--dataset", default=None, help="'builtin' or an Arrow store from `ms2l data prepare`")
-    a.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="config override applied to every cell (repeatable)")
+    add_study_config_options(a, "grid", set_help="config override applied to every cell (repeatable)", seed_help=None)
     a.add_argument("--num-samples", type=int, default=None, metavar="N",
                    help="seeds per cell: use seeds 0..N-1 instead of the grid's seeds list")
     a.add_argument("--max-concurrent", type=int, default=None,
                    help="cell-seeds run at once as Ray tasks (default: the grid's max_concurrent, else 1)")
-    a.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per cell-seed job (split over --workers)")
-    a.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPUs per cell-seed job (split over --workers)")
-    a.add_argument("--workers", type=int, default=1, help="Ray Train workers (DDP) per job")
-    a.add_argument("--max-failures", type=int, default=2, help="worker failures a job recovers from")
-    a.add_argument("--name", default=None, help="ablation name (default <grid name>-<time>); the key for --resume")
-    a.add_argument("--resume", action="store_true",
-                   help="continue the ablation --name: run only cell-seeds without a FINISHED run")
+    add_trial_resource_options(a, "cell-seed job", ABLATE_CPUS_PER_TRIAL,
+                               "CPUs per cell-seed job, split over --workers (default: %(default)s)")
+    add_name_and_resume(a, name_help="ablation name (default <grid name>-<time>); the key for --resume",
+                        resume_help="continue the ablation --name: run only cell-seeds without a FINISHED run")
     a.add_argument("--out", type=Path, default=None, help="local folder for table.md/table.csv (default outputs/NAME)")
-    a.add_argument("--json", dest="json_out", type=Path, default=None, help="write the table rows to this file")
+    add_json(a, "write the table rows to this file")
     add_execution_options(a, engines=False, workers=False)
     a.set_defaults(func=_ablate)
-
-    r = sub.add_parser("report", help="Markdown + HTML report (tables, plots) of an ablation, search or experiment")
-    r.add_argument("target", help="a parent run id, or an experiment name (reports its ablation/search parents)")
-    r.add_argument("--out", type=Path, default=None, help="local folder for the report (default reports/<target>)")
-    r.add_argument("--tracking-uri", default=None,
-                   help="MLflow tracking URI (default $MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db)")
-    r.add_argument("--top-k", type=int, default=10, help="best trials drawn in the parallel-coordinates plot")
-    r.add_argument("--no-attach", action="store_true", help="do not log the report as artifacts of the parent run")
-    r.set_defaults(func=_report)

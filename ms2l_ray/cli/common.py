@@ -1,7 +1,6 @@
-"""Options shared by the training commands and the config they resolve to.
+"""What the commands make of their parsed options: the resolved config, absolute dataset paths, ``--json``.
 
-Scripts drive these spellings (issue: scriptable CLI), so they are kept stable:
-``--preset``, ``--config``, ``--set key=value``, ``--seed``, ``--dataset``, ``--json``.
+The options themselves are declared in :mod:`ms2l_ray.cli.options`.
 """
 
 from __future__ import annotations
@@ -13,20 +12,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from ms2l_ray.config import PRESETS, Config, load_config
+from ms2l_ray.config import Config, load_config
 from ms2l_ray.names import absolute_path
-
-
-def add_config_options(p: argparse.ArgumentParser, default_preset: str = "small") -> None:
-    p.add_argument("--preset", default=default_preset, choices=sorted(PRESETS),
-                   help="named preset (default: %(default)s)")
-    p.add_argument("--config", type=Path, default=None, help="YAML file with config deltas on top of the preset")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override any config field, e.g. --set tasks.temperature=0.5 (repeatable)")
-    p.add_argument("--seed", type=int, default=None, help="experiment seed (same as --set seed=N)")
-    p.add_argument("--dataset", default=None, help="'builtin' or an Arrow store from `ms2l data prepare`")
-    p.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:1 … (same as --set device=...)")
-    p.add_argument("--json", dest="json_out", type=Path, default=None, help="write the final metrics to this file")
 
 
 def resolve_config(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> Config:

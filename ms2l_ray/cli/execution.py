@@ -1,4 +1,6 @@
-"""Options that say *where* jobs run and *where* runs are recorded (shared by every job command)."""
+"""Where jobs run and where runs are recorded, from the parsed options (:mod:`ms2l_ray.cli.options` declares
+them), and the command's console session.
+"""
 
 from __future__ import annotations
 
@@ -9,26 +11,6 @@ from typing import Any
 
 from ms2l_ray.jobs.spec import Resources
 from ms2l_ray.jobs.tracked import Execution, Tracking
-
-
-def add_execution_options(p: argparse.ArgumentParser, engines: bool = True, workers: bool = True) -> None:
-    if engines:
-        p.add_argument("--engine", choices=("ray", "local"), default="ray",
-                       help="ray: a Ray Train TorchTrainer (default); local: the plain loop in this process, untracked")
-    if workers:
-        p.add_argument("--workers", type=int, default=1, help="Ray Train workers (DDP) per job")
-        p.add_argument("--cpus-per-worker", type=float, default=None,
-                       help="CPUs (= torch threads) per worker; default: the largest node's CPUs / --workers")
-        p.add_argument("--gpus-per-worker", type=float, default=0.0, help="> 0 trains on GPUs (NCCL)")
-        p.add_argument("--max-failures", type=int, default=2, help="worker failures a job recovers from")
-    p.add_argument("--storage-path", default=None, help="Ray storage for checkpoints (default ./ray_results)")
-    p.add_argument("--tracking-uri", default=None,
-                   help="MLflow tracking URI (default $MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db)")
-    p.add_argument("--experiment", default="ms2l", help="MLflow experiment name")
-    p.add_argument("--no-tracking", action="store_true", help="do not record runs in MLflow")
-    p.add_argument("--address", default=None, help="Ray cluster address (default $RAY_ADDRESS, else a local instance)")
-    p.add_argument("--verbose", action="store_true",
-                   help="show Ray's and MLflow's own messages here (default: in OUT/ms2l.log, path printed once)")
 
 
 def tracking_from_args(args: argparse.Namespace) -> Tracking | None:
@@ -58,6 +40,18 @@ def execution_from_args(args: argparse.Namespace, **extra: Any) -> Execution:
         cpus = node_cpus_per_worker(args.workers)
     return Execution(resources=Resources(args.workers, cpus, args.gpus_per_worker),
                      storage_path=storage_from_args(args), max_failures=args.max_failures, **extra)
+
+
+def trial_resources(args: argparse.Namespace) -> Resources:
+    """Per-job resources of a study (``tune`` trials, ``ablate`` cell-seeds): ``--cpus-per-trial`` and
+    ``--gpus-per-trial`` are totals split evenly over ``--workers``; no ``--cpus-per-trial``: 1 CPU a worker.
+
+    Why one function: both studies size their jobs the same way, so ``--workers 0`` fails the same way too.
+    """
+    if args.workers < 1:
+        raise ValueError(f"--workers must be >= 1, got {args.workers}")
+    cpus = args.cpus_per_trial if args.cpus_per_trial is not None else float(args.workers)
+    return Resources(args.workers, cpus / args.workers, args.gpus_per_trial / args.workers)
 
 
 _CONSOLE = contextlib.ExitStack()  # the command's console session; cli.main runs a command inside console_scope()

@@ -9,6 +9,7 @@ from pathlib import Path
 from ms2l_ray.cli.ablate_cmds import add_ablate_commands
 from ms2l_ray.cli.data_cmds import add_data_commands
 from ms2l_ray.cli.errors import report_error
+from ms2l_ray.cli.report_cmds import add_report_commands
 from ms2l_ray.cli.search_cmds import add_search_commands
 from ms2l_ray.cli.train_cmds import add_train_commands
 from ms2l_ray.names import absolute_path
@@ -34,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_commands(sub)
     add_search_commands(sub)
     add_ablate_commands(sub)
+    add_report_commands(sub)
     add_data_commands(sub)
     _add_debug(parser, top=True)
     return parser

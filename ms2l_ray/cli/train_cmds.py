@@ -7,22 +7,24 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ms2l_ray.cli.common import absolute_dataset, add_config_options, resolve_config, write_json
-from ms2l_ray.cli.execution import (
+from ms2l_ray.cli.common import absolute_dataset, resolve_config, write_json
+from ms2l_ray.cli.execution import execution_from_args, start_ray, storage_from_args, tracking_from_args
+from ms2l_ray.cli.options import (
+    add_config_options,
     add_execution_options,
-    execution_from_args,
-    start_ray,
-    storage_from_args,
-    tracking_from_args,
+    add_json,
+    add_name_and_resume,
+    add_out,
+    add_study_config_options,
+    resume_name,
 )
 from ms2l_ray.config import STRATEGIES, Config, ConfigError, from_dict
 from ms2l_ray.names import check_name, is_uri, unique_name
-
-EVAL_KEYS = ("val_top1", "val_top5", "test_top1", "test_top5")
+from ms2l_ray.tracking.tags import ENCODER_SOURCE, EVAL_METRICS
 
 
 def _print_eval(label: str, metrics: dict[str, Any]) -> None:
-    print(f"[{label}] " + " ".join(f"{k}={metrics[k]:.2f}" for k in EVAL_KEYS if k in metrics))
+    print(f"[{label}] " + " ".join(f"{k}={metrics[k]:.2f}" for k in EVAL_METRICS if k in metrics))
 
 
 def check_encoder_out(out: Path | None, force: bool) -> None:
@@ -75,18 +77,19 @@ def _pretrain(args: argparse.Namespace) -> int:
     if args.name is not None:
         check_name("--name", args.name)
     if args.engine == "local":
-        from ms2l_ray.train.job import pretrain_summary, run_pretrain
+        from ms2l_ray.train.job import run_pretrain
 
         cfg = resolve_config(args)
         check_encoder_out(args.out, args.force)
-        summary: dict[str, Any] = pretrain_summary(run_pretrain(cfg, args.out))
+        summary: dict[str, Any] = dict(run_pretrain(cfg, args.out).final)
     else:
         from ms2l_ray.jobs.tracked import read_job_record, tracked_pretrain
 
         existing, clear = None, False
-        if args.resume:
-            record = read_job_record(storage_from_args(args), check_name("--resume", args.resume))
-            cfg, name, existing = from_dict(record["config"]), args.resume, record.get("run_id")
+        resumed = resume_name(args, "run")
+        if resumed is not None:
+            record = read_job_record(storage_from_args(args), resumed)
+            cfg, name, existing = from_dict(record["config"]), resumed, record.get("run_id")
             out = Path(record["out_dir"])
         else:
             cfg, name, out = resolve_config(args), args.name or unique_name("pretrain"), args.out
@@ -120,7 +123,8 @@ def _eval_config(args: argparse.Namespace) -> Config:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from ms2l_ray.train.job import fetch_encoder, resolve_encoder
+    from ms2l_ray.tracking.artifacts import fetch_encoder
+    from ms2l_ray.train.job import resolve_encoder
 
     if args.name is not None:
         check_name("--name", args.name)  # before Ray starts: fail in a second
@@ -140,7 +144,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         out = args.out or Path("outputs") / name
         start_ray(args, out)
         outcome, run = tracked_evaluate(cfg, encoder=encoder_dir, name=name, out_dir=out, tracking=tracking,
-                                        execution=execution_from_args(args), tags={"encoder_source": args.encoder})
+                                        execution=execution_from_args(args), tags={ENCODER_SOURCE: args.encoder})
         metrics = dict(outcome.metrics)
         if run is not None:
             metrics["mlflow_run_id"] = run.run_id
@@ -151,7 +155,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ms2l_ray.config import load_config, merge_deltas
+    from ms2l_ray.config import compose
     from ms2l_ray.studies.experiment import load_experiment, run_pipeline
 
     exp = load_experiment(args.experiment_file)
@@ -160,7 +164,8 @@ def _run(args: argparse.Namespace) -> int:
         delta["seed"] = args.seed
     if args.dataset is not None:
         delta["data"] = {"dataset": args.dataset}
-    cfg = load_config(args.preset or exp.preset, None, args.overrides, merge_deltas(exp.config, delta))
+    cfg = compose(args.preset or exp.preset, layers=[(f"{args.experiment_file}: config", exp.config),
+                                                     ("command line", delta)], overrides=args.overrides)
     cfg = absolute_dataset(cfg)  # a relative store in the experiment file means the user's folder
     out_root = args.out or Path("outputs").absolute() / unique_name(exp.name)
     check_encoder_out(out_root / "pretrain", args.force)  # the pipeline's encoder goes to OUT/pretrain
@@ -193,9 +198,9 @@ def add_train_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore
     p = sub.add_parser("pretrain", help="MS²L self-supervised pretraining; writes the encoder and its config")
     add_config_options(p)
     add_execution_options(p)
-    p.add_argument("--out", type=Path, default=None, help="directory for encoder.safetensors and config.yaml")
-    p.add_argument("--name", default=None, help="run name (Ray storage folder and MLflow run name)")
-    p.add_argument("--resume", default=None, metavar="RUN", help="continue the interrupted run named RUN")
+    add_out(p, "directory for encoder.safetensors and config.yaml")
+    add_name_and_resume(p, name_help="run name (Ray storage folder and MLflow run name)",
+                        resume_help="continue the interrupted run --name NAME", legacy_value=True)
     p.add_argument("--force", action="store_true",
                    help="overwrite an encoder already in --out and discard an earlier run of the same --name")
     p.set_defaults(func=_pretrain)
@@ -207,25 +212,22 @@ def add_train_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore
     e.add_argument("--encoder", default="random",
                    help="directory from `ms2l pretrain --out`, an MLflow URI (runs:/<id>/encoder), or 'random'")
     e.add_argument("--label-fraction", type=float, default=None, help="fraction of training labels (semi)")
-    e.add_argument("--out", type=Path, default=None, help="directory for metrics, history, confusion matrix")
+    add_out(e, "directory for metrics, history, confusion matrix")
     e.add_argument("--name", default=None, help="run name")
     e.set_defaults(func=_evaluate)
 
     r = sub.add_parser("run", help="pretrain, then the experiment file's evaluations, under one MLflow parent run")
     r.add_argument("experiment_file", type=Path)
-    r.add_argument("--preset", default=None, help="override the file's preset")
-    r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    r.add_argument("--seed", type=int, default=None)
-    r.add_argument("--dataset", default=None)
-    r.add_argument("--out", type=Path, default=None)
+    add_study_config_options(r, "experiment file", set_help="override any config field (repeatable)")
+    add_out(r, "folder of the pipeline's outputs (default outputs/<name>-<time>)")
     r.add_argument("--force", action="store_true", help="overwrite an encoder already in OUT/pretrain")
-    r.add_argument("--json", dest="json_out", type=Path, default=None)
+    add_json(r)
     add_execution_options(r, engines=False)
     r.set_defaults(func=_run)
 
     q = sub.add_parser("rerun", help="rebuild a logged run's exact config from MLflow and run it again")
     q.add_argument("run_id")
-    q.add_argument("--out", type=Path, default=None)
-    q.add_argument("--json", dest="json_out", type=Path, default=None)
+    add_out(q, "folder of the rerun's outputs")
+    add_json(q)
     add_execution_options(q, engines=False)
     q.set_defaults(func=_rerun)

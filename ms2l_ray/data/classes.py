@@ -67,7 +67,8 @@ NTU_FORMATS = ("ntu", "ntu60", "ntu120", "stgcn", "ctrgcn")
 
 def class_names(dataset: str, num_classes: int) -> list[str] | None:
     """The names of ``dataset``'s (a ``data prepare`` format) ``num_classes`` labels; None when not known
-    (a PKU-MMD part II store, a foreign class count): callers then show label numbers."""
+    (a PKU-MMD part II store, a foreign class count): callers then show label numbers.
+    """
     fmt = dataset.lower()
     if fmt in NTU_FORMATS or fmt.startswith("ntu"):
         return list(NTU120[:num_classes]) if 0 < num_classes <= len(NTU120) else None
@@ -80,7 +81,8 @@ def class_names(dataset: str, num_classes: int) -> list[str] | None:
 
 def store_class_names(data: Any) -> list[str] | None:
     """The class names a store (a ``SkeletonSet``) carries, else those of the dataset it says it holds (stores
-    prepared before the names were recorded), else None."""
+    prepared before the names were recorded), else None.
+    """
     recorded = data.meta.get("class_names")
     if isinstance(recorded, list) and len(recorded) == data.num_classes:
         return [str(n) for n in recorded]

@@ -71,6 +71,7 @@ class SkeletonSet:
 
     @property
     def num_features(self) -> int:
+        """``F = M · V · 3`` values per frame, the width the encoder reads (:mod:`ms2l_ray.contract`)."""
         return feature_dim(self.num_persons, self.num_joints)
 
     @property
@@ -138,6 +139,7 @@ class Splits:
                                  f"e.g. {both[:5].tolist()}")
 
     def get(self, part: str) -> np.ndarray:
+        """The indices of ``part`` (``train``, ``val`` or ``test``); a typo raises rather than reading nothing."""
         if part not in ("train", "val", "test"):
             raise ValueError(f"unknown split part {part!r}; expected train, val or test")
         return getattr(self, part)  # type: ignore[no-any-return]

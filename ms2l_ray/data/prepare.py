@@ -46,6 +46,7 @@ class PrepareReport:
     live_temps: list[str] = field(default_factory=list)  # temp files of a prepare of OUT that still runs
 
     def summary(self) -> str:
+        """The human-readable report ``ms2l data prepare`` prints: what was written, how fast, what was cleaned."""
         rate = self.num_sequences / self.seconds if self.seconds > 0 else float("inf")
         lines = [f"wrote {self.num_sequences} sequences ({self.num_frames} frames) from {self.fmt} to {self.out} "
                  f"in {self.seconds:.1f} s ({rate:.0f} sequences/s)",

@@ -9,8 +9,6 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-import numpy as np
-
 from ms2l_ray.config import DataConfig
 from ms2l_ray.data.container import SkeletonSet, Splits
 
@@ -52,8 +50,3 @@ def load_dataset(cfg: DataConfig, seed: int) -> tuple[SkeletonSet, Splits]:
         if len(splits.get(part)) == 0:
             raise ValueError(f"split {cfg.split!r} of dataset {cfg.dataset!r} has an empty {part} part")
     return data, splits
-
-
-def class_counts(data: SkeletonSet, indices: np.ndarray) -> np.ndarray:
-    """Samples per class among ``indices``."""
-    return np.bincount(data.labels[indices], minlength=data.num_classes)

@@ -37,7 +37,8 @@ _k, _both = kin.keyframes, kin.both_sides  # short names for the catalogue below
 class Action:
     """One class. ``reverse`` plays the actor's motion backwards in phase (a time-order twin); ``mirror`` swaps
     the body's left and right (a side twin); ``partner`` makes it a two-person class, the persons facing each
-    other ``distance`` metres apart (pelvis to pelvis) at the start."""
+    other ``distance`` metres apart (pelvis to pelvis) at the start.
+    """
 
     name: str
     actor: Motion
@@ -264,7 +265,8 @@ def _render(out: np.ndarray, ids: np.ndarray, lengths: np.ndarray, labels: np.nd
 
 def _replication(labels: np.ndarray, views: np.ndarray, subjects: np.ndarray) -> np.ndarray:
     """1-based index of each sample among those with the same (camera, performer, action): NTU's ``R`` field,
-    which keeps names unique."""
+    which keeps names unique.
+    """
     key = (labels * (int(views.max()) + 1) + views) * (int(subjects.max()) + 1) + subjects
     order = np.argsort(key, kind="stable")
     sorted_key = key[order]

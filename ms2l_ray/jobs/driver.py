@@ -15,20 +15,20 @@ from pathlib import Path
 from typing import Any
 
 from ms2l_ray.jobs.spec import JobSpec, Resources
-from ms2l_ray.jobs.worker import OUTCOME_FILES, train_loop_per_worker
+from ms2l_ray.jobs.worker import OUTCOME_FILES, SPEC_KEY, train_loop_per_worker
 
 
 @dataclass
 class JobOutcome:
-    """Final metrics (from rank 0's files), the job's output directory and Ray's result path."""
+    """Final metrics and per-epoch history (from rank 0's files) and the job's output directory."""
 
     metrics: dict[str, float]
     history: list[dict[str, float]]
     out_dir: Path
-    result_path: str | None
 
 
 def default_storage_path() -> str:
+    """``./ray_results`` of the driver, absolute: where Ray Train keeps checkpoints without ``--storage-path``."""
     return str((Path.cwd() / "ray_results").resolve())
 
 
@@ -45,7 +45,7 @@ def _fit(spec: JobSpec, *, name: str, resources: Resources, storage_path: str | 
         per_worker["GPU"] = resources.gpus_per_worker
     trainer = TorchTrainer(
         train_loop_per_worker,
-        train_loop_config=spec.to_dict(),
+        train_loop_config={SPEC_KEY: spec},  # the spec itself: it pickles, nothing to rebuild or re-validate
         torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
         scaling_config=ScalingConfig(num_workers=resources.workers, use_gpu=use_gpu, resources_per_worker=per_worker),
         run_config=RunConfig(
@@ -69,7 +69,7 @@ def _outcome(spec: JobSpec, result: Any) -> JobOutcome:
     metrics_file, history_file = out / "metrics.json", out / "history.json"
     metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else dict(result.metrics or {})
     history = json.loads(history_file.read_text()) if history_file.exists() else []
-    return JobOutcome(metrics=metrics, history=history, out_dir=out, result_path=getattr(result, "path", None))
+    return JobOutcome(metrics=metrics, history=history, out_dir=out)
 
 
 def run_job(spec: JobSpec, *, name: str, resources: Resources, storage_path: str | None = None,

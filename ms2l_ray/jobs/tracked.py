@@ -8,6 +8,7 @@ runs its pretraining and all its evaluations in one Train run and still logs one
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,9 +19,10 @@ import yaml
 from ms2l_ray.config import Config, config_hash, flatten, to_dict
 from ms2l_ray.jobs.driver import JobOutcome, default_storage_path, run_chain, run_job
 from ms2l_ray.jobs.records import read_record, write_record
-from ms2l_ray.jobs.spec import JobSpec, Resources
+from ms2l_ray.jobs.spec import EpochHook, JobSpec, Resources
+from ms2l_ray.tracking import tags as tag
 from ms2l_ray.tracking.artifacts import log_eval_outputs, log_pretrain_outputs
-from ms2l_ray.tracking.runs import RunLogger, RunRef, start_run
+from ms2l_ray.tracking.runs import RunLogger, RunRef, start_run, tracked_run
 from ms2l_ray.tracking.store import redact_uri
 from ms2l_ray.train.health import assess, health_tag
 from ms2l_ray.train.precision import precision_name
@@ -36,34 +38,38 @@ class Tracking:
 
 @dataclass
 class Execution:
-    """How jobs run: worker resources, Ray storage, failure tolerance, test hooks."""
+    """How jobs run: worker resources, Ray storage, failure tolerance, Train callbacks, and the epoch hook
+    (:data:`~ms2l_ray.jobs.spec.EpochHook`: fault injection in tests) every job of this execution runs.
+    """
 
     resources: Resources = dataclasses.field(default_factory=Resources)
     storage_path: str | None = None
     max_failures: int = 2
-    fail_at_epoch: int = -1
     callbacks: list[Any] | None = None
+    on_epoch_end: EpochHook | None = None
 
 
 def precision_tag(metrics: dict[str, Any]) -> dict[str, str]:
     """``{"precision": "fp32"|"bf16"|"fp16"}``: what ``precision: auto`` resolved to on the job's workers
-    (the params hold only the requested value), read back from the job's ``precision_id`` metric."""
+    (the params hold only the requested value), read back from the job's ``precision_id`` metric.
+    """
     name = precision_name(metrics)
-    return {"precision": name} if name else {}
+    return {tag.PRECISION: name} if name else {}
 
 
 def run_tags(cfg: Config, kind: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Tags every run carries: what it is, on which data, with which seed and config."""
-    tags = {"kind": kind, "dataset": cfg.data.dataset, "split": cfg.data.split, "seed": cfg.seed,
-            "config_hash": config_hash(cfg)}
-    if kind == "evaluate":
-        tags.update(strategy=cfg.evaluation.strategy, label_fraction=cfg.evaluation.label_fraction)
+    tags: dict[str, Any] = {tag.KIND: kind, tag.DATASET: cfg.data.dataset, tag.SPLIT: cfg.data.split,
+                            tag.SEED: cfg.seed, tag.CONFIG_HASH: config_hash(cfg)}
+    if kind == tag.KIND_EVALUATE:
+        tags.update({tag.STRATEGY: cfg.evaluation.strategy, tag.LABEL_FRACTION: cfg.evaluation.label_fraction})
     return {**tags, **(extra or {})}
 
 
 def log_dataset_input(run: RunLogger, cfg: Config) -> None:
     """The run's dataset as an MLflow input (the UI's Dataset column). A store this driver cannot read (it
-    sits on the workers' storage only) is noted in the log file, not an error: the job itself reads it."""
+    sits on the workers' storage only) is noted in the log file, not an error: the job itself reads it.
+    """
     from ms2l_ray.console import current
     from ms2l_ray.tracking.datasets import dataset_input
 
@@ -82,8 +88,7 @@ def _begin(tracking: Tracking | None, cfg: Config, kind: str, name: str, parent:
         return None
     if existing_run_id is not None:  # a resumed job keeps logging into its own run
         run = RunLogger(RunRef(tracking.uri, existing_run_id))
-        run.set_tags({"resumed": "true"})
-        run.reopen()
+        run.resume()
         return run
     run = start_run(tracking.uri, tracking.experiment, title or name, parent, run_tags(cfg, kind, tags))
     run.log_params(flatten(to_dict(cfg)))
@@ -117,10 +122,9 @@ def _pretrain_record(cfg: Config, out_dir: Path, run: RunLogger | None, tracking
 
 
 def _pretrain_spec(cfg: Config, out_dir: Path, tracking: Tracking | None, run: RunLogger | None,
-                   execution: Execution, fail_marker: str | None, resume_from: str | None = None) -> JobSpec:
+                   execution: Execution) -> JobSpec:
     return JobSpec.make("pretrain", cfg, str(out_dir), tracking_uri=tracking.uri if tracking else None,
-                        run_id=run.run_id if run else None, fail_at_epoch=execution.fail_at_epoch,
-                        fail_marker=fail_marker, resume_from=resume_from)
+                        run_id=run.run_id if run else None, on_epoch_end=execution.on_epoch_end)
 
 
 def _finish_pretrain(run: RunLogger | None, cfg: Config, outcome: JobOutcome) -> None:
@@ -128,7 +132,7 @@ def _finish_pretrain(run: RunLogger | None, cfg: Config, outcome: JobOutcome) ->
     if run is None:
         return
     # assess() is pure: the driver recomputes from the job's history the notes the worker printed.
-    run.set_tags({"health": health_tag(assess(outcome.history, cfg)),
+    run.set_tags({tag.HEALTH: health_tag(assess(outcome.history, cfg)),
                   **precision_tag(outcome.history[-1] if outcome.history else {})})
     log_pretrain_outputs(run, outcome.out_dir, outcome.history)
     run.end("FINISHED")
@@ -149,15 +153,8 @@ def _finish_evaluate(run: RunLogger | None, cfg: Config, outcome: JobOutcome, cl
     run.end("FINISHED")
 
 
-def _fail(runs: list[RunLogger | None]) -> None:
-    for run in runs:
-        if run is not None and not run.ended:
-            run.end("FAILED")
-
-
 def tracked_pretrain(cfg: Config, *, name: str, out_dir: Path, tracking: Tracking | None, execution: Execution,
                      parent: RunLogger | None = None, tags: dict[str, Any] | None = None,
-                     resume_from: str | None = None, fail_marker: str | None = None,
                      existing_run_id: str | None = None,
                      title: str | None = None) -> tuple[JobOutcome, RunLogger | None]:
     """Pretrain under Ray Train; the run gets per-epoch metrics live, the encoder artifacts and the ``health``
@@ -168,30 +165,28 @@ def tracked_pretrain(cfg: Config, *, name: str, out_dir: Path, tracking: Trackin
 
     A job record is written first, so ``--resume <name>`` finds the config and the MLflow run again.
     """
-    run = _begin(tracking, cfg, "pretrain", name, parent, tags, existing_run_id, title)
+    run = _begin(tracking, cfg, tag.KIND_PRETRAIN, name, parent, tags, existing_run_id, title)
     write_job_record(execution.storage_path, name, _pretrain_record(cfg, out_dir, run, tracking))
-    spec = _pretrain_spec(cfg, out_dir, tracking, run, execution, fail_marker, resume_from)
-    try:
+    spec = _pretrain_spec(cfg, out_dir, tracking, run, execution)
+    with tracked_run(run):
         outcome = run_job(spec, name=name, resources=execution.resources, storage_path=execution.storage_path,
                           max_failures=execution.max_failures, callbacks=execution.callbacks)
         _finish_pretrain(run, cfg, outcome)
-    except BaseException:
-        _fail([run])
-        raise
     return outcome, run
 
 
 def _evaluate_tags(tags: dict[str, Any] | None, encoder: str | None) -> dict[str, Any]:
     all_tags = dict(tags or {})
     if encoder is not None:
-        all_tags.setdefault("encoder", encoder)
+        all_tags.setdefault(tag.ENCODER, encoder)
     return all_tags
 
 
 def _evaluate_spec(cfg: Config, out_dir: Path, encoder: str | None, tracking: Tracking | None,
-                   run: RunLogger | None) -> JobSpec:
+                   run: RunLogger | None, execution: Execution) -> JobSpec:
     return JobSpec.make("evaluate", cfg, str(out_dir), encoder=encoder,
-                        tracking_uri=tracking.uri if tracking else None, run_id=run.run_id if run else None)
+                        tracking_uri=tracking.uri if tracking else None, run_id=run.run_id if run else None,
+                        on_epoch_end=execution.on_epoch_end)
 
 
 def tracked_evaluate(cfg: Config, *, encoder: str | None, name: str, out_dir: Path, tracking: Tracking | None,
@@ -199,16 +194,14 @@ def tracked_evaluate(cfg: Config, *, encoder: str | None, name: str, out_dir: Pa
                      class_names: list[str] | None = None,
                      title: str | None = None) -> tuple[JobOutcome, RunLogger | None]:
     """Evaluate one strategy under Ray Train; final top-1/top-5 on val and test, confusion matrix, curves.
-    ``title``: the MLflow run name (default ``name``, which keys Ray storage)."""
-    run = _begin(tracking, cfg, "evaluate", name, parent, _evaluate_tags(tags, encoder), title=title)
-    spec = _evaluate_spec(cfg, out_dir, encoder, tracking, run)
-    try:
+    ``title``: the MLflow run name (default ``name``, which keys Ray storage).
+    """
+    run = _begin(tracking, cfg, tag.KIND_EVALUATE, name, parent, _evaluate_tags(tags, encoder), title=title)
+    spec = _evaluate_spec(cfg, out_dir, encoder, tracking, run, execution)
+    with tracked_run(run):
         outcome = run_job(spec, name=name, resources=execution.resources, storage_path=execution.storage_path,
                           max_failures=execution.max_failures, callbacks=execution.callbacks)
         _finish_evaluate(run, cfg, outcome, class_names)
-    except BaseException:
-        _fail([run])
-        raise
     return outcome, run
 
 
@@ -244,8 +237,7 @@ class ChainOutcome:
 def tracked_chain(pretrain_cfg: Config | None, evaluations: list[ChainEvaluation], *, name: str,
                   pretrain_name: str, pretrain_out: Path, tracking: Tracking | None, execution: Execution,
                   parent: RunLogger | None = None, tags: dict[str, Any] | None = None,
-                  class_names: list[str] | None = None, fail_marker: str | None = None,
-                  pretrain_title: str | None = None) -> ChainOutcome:
+                  class_names: list[str] | None = None, pretrain_title: str | None = None) -> ChainOutcome:
     """Pretrain (``pretrain_cfg`` not None) and run ``evaluations`` as one Ray Train run named ``name``.
 
     The MLflow tree, params, per-epoch metrics, tags and artifacts are those of :func:`tracked_pretrain`
@@ -257,21 +249,24 @@ def tracked_chain(pretrain_cfg: Config | None, evaluations: list[ChainEvaluation
     """
     pre_run = None
     if pretrain_cfg is not None:
-        pre_run = _begin(tracking, pretrain_cfg, "pretrain", pretrain_name, parent, tags, title=pretrain_title)
+        pre_run = _begin(tracking, pretrain_cfg, tag.KIND_PRETRAIN, pretrain_name, parent, tags,
+                         title=pretrain_title)
         write_job_record(execution.storage_path, pretrain_name,
                          _pretrain_record(pretrain_cfg, pretrain_out, pre_run, tracking))
     runs, specs = [pre_run], []
-    try:
+    with contextlib.ExitStack() as closing:  # a failed chain marks every run it had not finished FAILED
+        closing.enter_context(tracked_run(pre_run))
         if pretrain_cfg is not None:
-            specs.append(_pretrain_spec(pretrain_cfg, pretrain_out, tracking, pre_run, execution, fail_marker))
+            specs.append(_pretrain_spec(pretrain_cfg, pretrain_out, tracking, pre_run, execution))
         for ev in evaluations:
             encoder = str(pretrain_out) if ev.pretrained and pretrain_cfg is not None else None
             ev_tags = _evaluate_tags(ev.tags, encoder)
             if encoder is not None and pre_run is not None:
-                ev_tags["parent_pretrain_run"] = pre_run.run_id  # what `ms2l rerun` fetches the encoder from
-            run = _begin(tracking, ev.cfg, "evaluate", ev.name, parent, ev_tags, title=ev.title)
+                ev_tags[tag.PARENT_PRETRAIN_RUN] = pre_run.run_id  # what `ms2l rerun` fetches the encoder from
+            run = closing.enter_context(tracked_run(_begin(tracking, ev.cfg, tag.KIND_EVALUATE, ev.name, parent,
+                                                           ev_tags, title=ev.title)))
             runs.append(run)
-            specs.append(_evaluate_spec(ev.cfg, ev.out_dir, encoder, tracking, run))
+            specs.append(_evaluate_spec(ev.cfg, ev.out_dir, encoder, tracking, run, execution))
         outcomes = run_chain(specs, name=name, resources=execution.resources, storage_path=execution.storage_path,
                              max_failures=execution.max_failures, callbacks=execution.callbacks)
         pre_outcome = outcomes.pop(0) if pretrain_cfg is not None else None
@@ -279,7 +274,4 @@ def tracked_chain(pretrain_cfg: Config | None, evaluations: list[ChainEvaluation
             _finish_pretrain(pre_run, pretrain_cfg, pre_outcome)
         for ev, run, outcome in zip(evaluations, runs[1:], outcomes, strict=True):
             _finish_evaluate(run, ev.cfg, outcome, class_names)
-    except BaseException:
-        _fail(runs)
-        raise
     return ChainOutcome(pre_outcome, pre_run, outcomes)

@@ -9,7 +9,6 @@ at most one epoch.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -18,7 +17,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from ms2l_ray.config import from_dict
 from ms2l_ray.jobs.spec import JobSpec
 from ms2l_ray.train.loop import LoopContext
 
@@ -29,20 +27,21 @@ def _load_state(path: str | Path) -> dict[str, Any]:
     return torch.load(Path(path) / STATE_FILE, map_location="cpu", weights_only=True)  # type: ignore[no-any-return]
 
 
-def _resume_state(spec: JobSpec) -> dict[str, Any] | None:
+def _resume_state() -> dict[str, Any] | None:
+    """The latest checkpoint Ray hands back (after a worker failure or on ``--resume``), else None."""
     import ray.train
 
     ckpt = ray.train.get_checkpoint()
     if ckpt is not None:
         with ckpt.as_directory() as d:
             return _load_state(d)
-    if spec.resume_from:
-        return _load_state(spec.resume_from)
     return None
 
 
 class ReportHook:
-    """Epoch hook: ``ray.train.report`` (+ checkpoint for pretraining) on every rank, MLflow on rank 0."""
+    """Epoch hook: ``ray.train.report`` (+ checkpoint for pretraining) on every rank, MLflow on rank 0, then the
+    spec's :data:`~ms2l_ray.jobs.spec.EpochHook` (fault injection in tests) once the epoch is safely reported.
+    """
 
     def __init__(self, spec: JobSpec, rank: int, world_size: int) -> None:
         self.spec, self.rank, self.world_size = spec, rank, world_size
@@ -63,18 +62,8 @@ class ReportHook:
                 torch.save(make_state(), Path(tmp) / STATE_FILE)
                 checkpoint = ray.train.Checkpoint.from_directory(tmp)
             ray.train.report(dict(metrics), checkpoint=checkpoint)
-        self._maybe_fail(epoch)
-
-    def _maybe_fail(self, epoch: int) -> None:
-        """Injected worker death (tests): the last rank exits hard, once, after ``fail_at_epoch``."""
-        if epoch != self.spec.fail_at_epoch or self.rank != self.world_size - 1 or not self.spec.fail_marker:
-            return
-        marker = Path(self.spec.fail_marker)
-        if marker.exists():
-            return
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.write_text(f"killed rank {self.rank} after epoch {epoch}\n")
-        os._exit(1)
+        if self.spec.on_epoch_end is not None:
+            self.spec.on_epoch_end(epoch, self.rank, self.world_size)
 
 
 def _write_json(path: Path, payload: Any) -> None:
@@ -91,7 +80,8 @@ def _say(message: str) -> None:
 
 def _job_say(job: str) -> Any:
     """``_say`` for ``job``'s lines, marked so the driver's console shows them as that job's live line
-    (:mod:`ms2l_ray.console`) and files them, rather than echoing them with Ray's worker prefix."""
+    (:mod:`ms2l_ray.console`) and files them, rather than echoing them with Ray's worker prefix.
+    """
     from ms2l_ray.console import progress_line
 
     return lambda message: _say(progress_line(job, message))
@@ -130,7 +120,7 @@ def run_job_body(spec: JobSpec, ctx: LoopContext, resume: dict[str, Any] | None 
     from ms2l_ray.model.artifact import load_pretrained
     from ms2l_ray.train.job import run_evaluate, run_pretrain
 
-    cfg = from_dict(spec.config)
+    cfg = spec.config
     out = Path(spec.out_dir)
     if ctx.rank == 0:
         out.mkdir(parents=True, exist_ok=True)
@@ -152,7 +142,8 @@ def run_job_body(spec: JobSpec, ctx: LoopContext, resume: dict[str, Any] | None 
 
 def stage_finished(spec: JobSpec) -> bool:
     """True when rank 0 wrote this stage's final metrics (``metrics.json`` is written last): after a worker
-    restart, a chain skips its finished stages. The driver clears these files before a chain starts."""
+    restart, a chain skips its finished stages. The driver clears these files before a chain starts.
+    """
     return (Path(spec.out_dir) / OUTCOME_FILES[0]).exists()
 
 
@@ -161,17 +152,21 @@ OUTCOME_FILES = ("metrics.json", "history.json", "confusion.npy")
 
 def _run_stage(spec: JobSpec, rank: int, world: int, device: torch.device, job: str) -> dict[str, float]:
     """One pretraining or evaluation on this worker, reporting to Ray (and rank 0 to the stage's MLflow run);
-    its lines are marked as ``job``'s progress."""
+    its lines are marked as ``job``'s progress.
+    """
     import ray.train.torch
 
     ctx = LoopContext(device=device, rank=rank, world_size=world,
                       wrap_model=lambda m: ray.train.torch.prepare_model(m, move_to_device=True),
                       hooks=[ReportHook(spec, rank, world)], log=_job_say(job))
-    return run_job_body(spec, ctx, resume=_resume_state(spec) if spec.kind == "pretrain" else None)
+    return run_job_body(spec, ctx, resume=_resume_state() if spec.kind == "pretrain" else None)
+
+
+SPEC_KEY = "spec"  # the one key of ``train_loop_config``: the pickled JobSpec itself
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
-    """Entry point of every Train worker; ``config`` is a :class:`JobSpec` as a dict.
+    """Entry point of every Train worker; ``config[SPEC_KEY]`` is the :class:`JobSpec`.
 
     A chain runs its stages in order on the same worker group. Only pretraining checkpoints, so after a
     worker failure Ray hands back the pretraining's latest state: an unfinished pretraining resumes from it,
@@ -181,7 +176,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     import ray.train.torch
 
     _quiet_report_echo()
-    spec = JobSpec(**config)
+    spec: JobSpec = config[SPEC_KEY]
     tctx = ray.train.get_context()
     rank, world = tctx.get_world_rank(), tctx.get_world_size()
     device = ray.train.torch.get_device()

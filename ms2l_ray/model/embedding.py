@@ -16,4 +16,5 @@ class EncoderEmbedding(nn.Module):
         self.encoder = encoder
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Pooled clip embeddings ``[N, H]`` of a ``[N, T, F]`` batch (what the linear probe and KNN read)."""
         return mask_mean_pool(self.encoder(x, lengths), lengths)

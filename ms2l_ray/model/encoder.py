@@ -9,7 +9,7 @@ biases a *first-layer* GRU fed zeros from a zero state stays at zero, but the fi
 carries its state past each clip's end, so its outputs over the padding are non-zero and the second layer's
 backward direction reads them before the clip (measured at init, 2-layer BiGRU: pooled features differ by
 about 5 % between ``"padded"`` and ``"reversed"``; ``tests/test_model.py`` pins it). ``impl="padded"``
-(legacy ``pack=False``) restores the reference behaviour; the config field ``model.encoder_impl`` selects it.
+restores the reference behaviour; the config field ``model.encoder_impl`` selects it.
 
 Two implementations skip padding (:func:`run_gru`). They give the same outputs at valid frames and the same
 gradients (to float rounding) from the same parameters, one ``nn.GRU``, so checkpoints load into either:
@@ -96,19 +96,13 @@ GRU_IMPLS: tuple[GRUImpl, ...] = ("packed", "reversed", "padded")
 DEFAULT_IMPL: GRUImpl = "reversed"
 
 
-def resolve_impl(impl: GRUImpl | None, pack: bool | None) -> GRUImpl:
-    """The implementation named by ``impl`` or by the legacy ``pack`` flag (``True`` → ``"packed"``,
-    ``False`` → ``"padded"``); :data:`DEFAULT_IMPL` when neither is given. Conflicting values raise."""
-    if impl is not None and impl not in GRU_IMPLS:
+def check_impl(impl: GRUImpl) -> GRUImpl:
+    """``impl`` itself when it names one of :data:`GRU_IMPLS`; a ``ValueError`` listing them otherwise (a typo
+    would otherwise surface only at the first forward).
+    """
+    if impl not in GRU_IMPLS:
         raise ValueError(f"impl must be one of {GRU_IMPLS}, got {impl!r}")
-    if pack is None:
-        return DEFAULT_IMPL if impl is None else impl
-    legacy: GRUImpl = "packed" if pack else "padded"
-    if impl is None:
-        return legacy
-    if (impl == "padded") == pack:
-        raise ValueError(f"pack={pack} contradicts impl={impl!r}")
-    return impl  # pack=True also fits "reversed": both skip padding and agree at valid frames
+    return impl
 
 
 def within_length_reverse_index(lengths: torch.Tensor, max_frames: int) -> torch.Tensor:
@@ -170,7 +164,8 @@ def gather_time(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 
 def gru_layer_weights(gru: nn.GRU, layer: int, reverse: bool) -> tuple[torch.Tensor, ...]:
     """The parameters of one (layer, direction) of ``gru`` in ``torch.gru``'s order:
-    ``(w_ih, w_hh[, b_ih, b_hh])``. They are ``gru``'s own parameters (no copy), so gradients land there."""
+    ``(w_ih, w_hh[, b_ih, b_hh])``. They are ``gru``'s own parameters (no copy), so gradients land there.
+    """
     suffix = f"_l{layer}" + ("_reverse" if reverse else "")
     names = ["weight_ih", "weight_hh"] + (["bias_ih", "bias_hh"] if gru.bias else [])
     return tuple(getattr(gru, name + suffix) for name in names)
@@ -275,14 +270,13 @@ class GRUEncoder(nn.Module):
         num_layers: stacked GRU layers.
         bidirectional: BiGRU as the reference.
         dropout: between GRU layers (the reference uses none).
-        pack: legacy alias of ``impl``: ``True`` → ``"packed"``, ``False`` → ``"padded"``.
         impl: how the GRU runs over padding (:func:`run_gru`): ``"reversed"`` (default, fastest on CPU),
             ``"packed"`` (same outputs), or ``"padded"`` (the reference). The parameters are one ``nn.GRU``
             (``gru.*``) in every case, so a state_dict of one loads into any other.
     """
 
     def __init__(self, num_features: int, hidden_size: int = 600, num_layers: int = 2, bidirectional: bool = True,
-                 dropout: float = 0.0, pack: bool | None = None, impl: GRUImpl | None = None) -> None:
+                 dropout: float = 0.0, impl: GRUImpl = DEFAULT_IMPL) -> None:
         super().__init__()
         if num_features < 1:
             raise ValueError(f"num_features must be >= 1, got {num_features}")
@@ -294,15 +288,10 @@ class GRUEncoder(nn.Module):
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         self.num_features = num_features
         self.hidden_size = hidden_size
-        self.impl: GRUImpl = resolve_impl(impl, pack)
+        self.impl: GRUImpl = check_impl(impl)
         self.gru = nn.GRU(num_features, hidden_size // 2 if bidirectional else hidden_size, num_layers=num_layers,
                           batch_first=True, bidirectional=bidirectional, dropout=dropout if num_layers > 1 else 0.0)
         self.apply(init_weights)
-
-    @property
-    def pack(self) -> bool:
-        """Legacy flag: whether padding is skipped (``impl`` is not ``"padded"``)."""
-        return self.impl != "padded"
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Per-frame features, zero at ``t >= len``.

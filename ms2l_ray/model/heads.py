@@ -10,7 +10,7 @@ import math
 import torch
 from torch import nn
 
-from ms2l_ray.model.encoder import DEFAULT_IMPL, GRUImpl, init_weights, resolve_impl, run_gru
+from ms2l_ray.model.encoder import DEFAULT_IMPL, GRUImpl, check_impl, init_weights, run_gru
 from ms2l_ray.pretext.losses.motion import mask_padding
 
 
@@ -38,7 +38,7 @@ class MotionDecoder(nn.Module):
         if hidden_size < 1 or num_features < 1 or num_layers < 1:
             raise ValueError(f"hidden_size, num_features and num_layers must be >= 1, got "
                              f"{hidden_size}, {num_features}, {num_layers}")
-        self.impl: GRUImpl = resolve_impl(impl, None)
+        self.impl: GRUImpl = check_impl(impl)
         self.gru = nn.GRU(hidden_size, hidden_size, num_layers=num_layers, batch_first=True)
         self.out = nn.Linear(hidden_size, num_features)
 
@@ -72,6 +72,7 @@ class MLPHead(nn.Module):
         self.apply(init_weights)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``[N, in_features]`` → ``[N, out_features]``."""
         return self.net(x)  # type: ignore[no-any-return]
 
 
@@ -102,4 +103,5 @@ class LinearClassifier(nn.Module):
         self.apply(init_weights)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``[N, num_classes]`` of pooled features ``[N, hidden_size]``."""
         return self.fc(x)  # type: ignore[no-any-return]

@@ -20,7 +20,6 @@ The report is written to ``--out`` and logged as the parent run's ``report/`` ar
 from __future__ import annotations
 
 import csv
-import functools
 import io
 import re
 import tempfile
@@ -32,21 +31,19 @@ import numpy as np
 from ms2l_ray.names import check_name
 from ms2l_ray.report import plots
 from ms2l_ray.report.render import Section, write_report
-from ms2l_ray.tracking.runs import RunLogger, RunRef, client
-from ms2l_ray.tracking.store import retrying
+from ms2l_ray.tracking import query
+from ms2l_ray.tracking import tags as tag
+from ms2l_ray.tracking.artifacts import find_artifact, read_artifact_text
+from ms2l_ray.tracking.runs import RunLogger, RunRef
 from ms2l_ray.train.health import parse_health_tag
 
-TASK_LOSSES = ("train_loss", "train_motion_loss", "train_jigsaw_loss", "train_contrastive_loss")
+TASK_LOSSES = tuple(f"train_{k}" for k in tag.PRETRAIN_LOSSES)
 RUN_ID = re.compile(r"[0-9a-f]{32}")
-REPORT_KINDS = ("ablation", "search")
+REPORT_KINDS = (tag.KIND_ABLATION, tag.KIND_SEARCH)
 
 
-def _children(c: Any, run: Any, extra: str = "") -> list[Any]:
-    from ms2l_ray.studies.ablation.table import search_all
-
-    flt = f"tags.mlflow.parentRunId = '{run.info.run_id}'" + (f" and {extra}" if extra else "")
-    runs = search_all(c.tracking_uri, [run.info.experiment_id], flt)
-    return sorted(runs, key=lambda r: r.info.start_time or 0)
+def _children(uri: str, run: Any) -> list[Any]:
+    return query.children(uri, run.info.run_id, run.info.experiment_id)
 
 
 def _fmt(v: Any) -> str:
@@ -54,15 +51,15 @@ def _fmt(v: Any) -> str:
 
 
 # ----------------------------------------------------------------------------------------------- curves
-def pretrain_curves(c: Any, groups: dict[str, list[str]]) -> bytes | None:
+def pretrain_curves(uri: str, groups: dict[str, list[str]]) -> bytes | None:
     """Loss curves of pretrain runs: per task loss, a line per group (mean ± std over its runs per epoch)."""
     per: dict[str, dict[str, tuple[list[float], list[float], list[float]]]] = {}
     for group, run_ids in groups.items():
         hist: dict[str, list[dict[int, float]]] = {}
         for rid in run_ids:
-            metrics = retrying(functools.partial(c.get_run, rid)).data.metrics
+            metrics = query.get_run(uri, rid).data.metrics
             for key in (k for k in TASK_LOSSES if k in metrics):
-                points = retrying(functools.partial(c.get_metric_history, rid, key))
+                points = query.metric_history(uri, rid, key)
                 hist.setdefault(key, []).append({m.step: m.value for m in sorted(points, key=lambda m: m.timestamp)})
         for key, series in hist.items():
             steps = sorted({s for h in series for s in h})
@@ -82,8 +79,8 @@ def health_rows(runs: list[tuple[str, str | None]]) -> list[list[str]]:
     still running) — saying so, rather than leaving the run out, keeps "no notes" from reading as healthy.
     """
     rows = []
-    for label, tag in runs:
-        messages = parse_health_tag(tag)
+    for label, value in runs:
+        messages = parse_health_tag(value)
         text = "not assessed" if messages is None else ("healthy" if not messages else "; ".join(messages))
         rows.append([label, text])
     return rows
@@ -100,13 +97,12 @@ def health_section(sec: Section, runs: list[tuple[str, str | None]]) -> None:
     sec.table(["pretrain run", "health"], rows)
 
 
-def _health_tag(c: Any, run_id: str) -> str | None:
-    tags = retrying(functools.partial(c.get_run, run_id)).data.tags
-    return tags.get("health")
+def _health_tag(uri: str, run_id: str) -> str | None:
+    return query.get_run(uri, run_id).data.tags.get(tag.HEALTH)
 
 
 # --------------------------------------------------------------------------------------------- sections
-def ablation_section(c: Any, run: Any) -> Section:
+def ablation_section(uri: str, run: Any) -> Section:
     from ms2l_ray.studies.ablation.table import ablation_table, fetch_cell_seed_runs
 
     p = run.data.params
@@ -114,7 +110,7 @@ def ablation_section(c: Any, run: Any) -> Section:
     sec.text(f"Grid `{p.get('ablation.grid', '?')}` (preset `{p.get('ablation.preset', '?')}`, seeds "
              f"{p.get('ablation.seeds', '?')}, evaluations {p.get('ablation.evaluations', '?')}); parent run "
              f"`{run.info.run_id}`, status {run.info.status}.")
-    table = ablation_table(c.tracking_uri, run.info.run_id)
+    table = ablation_table(uri, run.info.run_id)
     head, rows = table.text_rows()
     sec.table(head, rows)
     sec.text(table.footnote())
@@ -124,42 +120,38 @@ def ablation_section(c: Any, run: Any) -> Section:
         stds = {col: [r.std(col) for r in table.rows] for col in table.columns}
         png = plots.ablation_bars(cells, table.columns, means, stds, [r.n for r in table.rows])
         sec.figure("ablation_bars.png", png, "Mean per cell with ± std error bars over seeds (n under each bar).")
-    results = fetch_cell_seed_runs(c.tracking_uri, run.info.run_id)
-    split = time_split(c, run)
+    results = fetch_cell_seed_runs(uri, run.info.run_id)
+    split = time_split(uri, run)
     if split:
         sec.text(describe_time_split(split))
     groups: dict[str, list[str]] = {}
     for r in results:
         if r.status == "FINISHED" and r.pretrain_run_id:
             groups.setdefault(r.cell, []).append(r.pretrain_run_id)
-    sec.figure("pretrain_losses.png", pretrain_curves(c, groups),
+    sec.figure("pretrain_losses.png", pretrain_curves(uri, groups),
                "Pretraining losses per task (mean ± std over seeds); a task switched off logs no curve.")
-    health_section(sec, [(f"{r.cell} seed {r.seed}", _health_tag(c, r.pretrain_run_id))
+    health_section(sec, [(f"{r.cell} seed {r.seed}", _health_tag(uri, r.pretrain_run_id))
                          for r in results if r.pretrain_run_id])
     sec.text("Cell-seed runs:")
     sec.table(["cell", "seed", "status", "run id"], [[r.cell, str(r.seed), r.status, f"`{r.run_id}`"] for r in results])
     return sec
 
 
-def time_split(c: Any, run: Any) -> dict[str, float]:
+def time_split(uri: str, run: Any) -> dict[str, float]:
     """Where an ablation's time went: parent wall time, Σ job run durations, Σ ``epoch_time_s`` (training steps).
 
     Jobs of concurrent cell-seeds overlap, so Σ jobs can exceed the wall time; the training fraction is
     Σ epoch times / wall time, the rest is Ray/Tune/MLflow overhead (process start-up, placement,
     checkpointing, artifact logging), data generation and evaluation feature extraction.
     """
-    from ms2l_ray.studies.ablation.table import search_all
-
-    flt = f"tags.ablation_run_id = '{run.info.run_id}'"
-    jobs = [r for r in search_all(c.tracking_uri, [run.info.experiment_id], flt)
-            if r.data.tags.get("kind") in ("pretrain", "evaluate") and r.info.end_time]
+    jobs = [r for r in query.ablation_runs(uri, run.info.run_id, run.info.experiment_id)
+            if r.data.tags.get(tag.KIND) in tag.JOB_KINDS and r.info.end_time]
     if not jobs or not run.info.end_time:
         return {}
     train = 0.0
     for j in jobs:
-        if "epoch_time_s" in j.data.metrics:
-            train += sum(m.value for m in retrying(functools.partial(c.get_metric_history, j.info.run_id,
-                                                                     "epoch_time_s")))
+        if tag.EPOCH_TIME in j.data.metrics:
+            train += sum(m.value for m in query.metric_history(uri, j.info.run_id, tag.EPOCH_TIME))
     wall = (run.info.end_time - run.info.start_time) / 1000
     return {"wall_s": wall, "jobs_s": sum((j.info.end_time - j.info.start_time) / 1000 for j in jobs),
             "train_s": train, "n_jobs": float(len(jobs)), "train_fraction": train / wall if wall > 0 else 0.0}
@@ -174,29 +166,30 @@ def describe_time_split(split: dict[str, float]) -> str:
 
 def _search_mode(run: Any) -> tuple[str, str]:
     """(mode, metric) of a search parent: its ``mode``/``metric`` tags (as ``ms2l tune`` sets them), else any
-    tag or param ending in ``.mode``/``.direction``/``.metric``; default (max, objective)."""
+    tag or param ending in ``.mode``/``.direction``/``.metric``; default (max, objective).
+    """
     tags, items = run.data.tags, {**run.data.params, **run.data.tags}
-    mode, metric = str(tags.get("mode", "")).lower(), str(tags.get("metric", ""))
+    mode, metric = str(tags.get(tag.MODE, "")).lower(), str(tags.get(tag.METRIC, ""))
     for k, v in items.items():
         leaf = k.rpartition(".")[2]
         if not mode and leaf in ("mode", "direction") and str(v).lower() in ("min", "minimize", "max", "maximize"):
             mode = str(v).lower()
         elif not metric and leaf == "metric" and v:
             metric = str(v)
-    return ("min" if mode.startswith("min") else "max"), (metric or "objective")
+    return ("min" if mode.startswith("min") else "max"), (metric or tag.OBJECTIVE)
 
 
 def _objective(trial: Any, metric: str) -> float | None:
     """A trial's objective: its ``objective`` metric, else the metric the search optimised (e.g. ``val_top1``)."""
     m = trial.data.metrics
-    value = m.get("objective", m.get(metric, m.get(metric.rpartition(".")[2])))
+    value = m.get(tag.OBJECTIVE, m.get(metric, m.get(metric.rpartition(".")[2])))
     return None if value is None else float(value)
 
 
-def _importance_values(c: Any, run: Any) -> tuple[list[str], list[float]] | None:
+def _importance_values(uri: str, run: Any) -> tuple[list[str], list[float]] | None:
     """From a ``param_importance.csv``/``importance.csv`` artifact, else the parent's ``importance.*`` metrics."""
     for name in ("param_importance.csv", "importance.csv"):
-        rows = _read_csv_artifact(c, run.info.run_id, name)
+        rows = _read_csv_artifact(uri, run.info.run_id, name)
         found = _importance(rows) if rows else None
         if found:
             return found
@@ -204,25 +197,11 @@ def _importance_values(c: Any, run: Any) -> tuple[list[str], list[float]] | None
     return (list(metrics), list(metrics.values())) if metrics else None
 
 
-def _artifact_file(c: Any, run_id: str, name: str, path: str | None = None, depth: int = 0) -> str | None:
-    """Path of the first artifact called ``name`` (searched two folders deep)."""
-    for f in retrying(lambda: c.list_artifacts(run_id, path)):
-        if f.is_dir and depth < 2:
-            found = _artifact_file(c, run_id, name, f.path, depth + 1)
-            if found:
-                return found
-        elif f.path.rpartition("/")[2] == name:
-            return str(f.path)
-    return None
-
-
-def _read_csv_artifact(c: Any, run_id: str, name: str) -> list[dict[str, str]] | None:
-    path = _artifact_file(c, run_id, name)
+def _read_csv_artifact(uri: str, run_id: str, name: str) -> list[dict[str, str]] | None:
+    path = find_artifact(uri, run_id, name)
     if path is None:
         return None
-    with tempfile.TemporaryDirectory() as tmp:
-        local = retrying(lambda: c.download_artifacts(run_id, path, tmp))
-        return list(csv.DictReader(io.StringIO(Path(local).read_text())))
+    return list(csv.DictReader(io.StringIO(read_artifact_text(uri, run_id, path))))
 
 
 def _importance(rows: list[dict[str, str]]) -> tuple[list[str], list[float]] | None:
@@ -245,10 +224,13 @@ def _importance(rows: list[dict[str, str]]) -> tuple[list[str], list[float]] | N
     return [r[name_col] for r in rows], [float(r[value_col]) for r in rows]
 
 
-def search_section(c: Any, run: Any, top_k: int) -> Section:
+def search_section(uri: str, run: Any, top_k: int) -> Section:
+    """A search parent: its ``top_k`` trials by objective, the objective history, importance, parallel
+    coordinates and the best trials' pretraining curves (everything read from ``uri``).
+    """
     mode, metric = _search_mode(run)
     sec = Section(f"Search {run.info.run_name}", run.info.run_id)
-    trials = [r for r in _children(c, run) if "trial_id" in r.data.tags or "objective" in r.data.metrics]
+    trials = [r for r in _children(uri, run) if tag.TRIAL_ID in r.data.tags or tag.OBJECTIVE in r.data.metrics]
     scored = [(r, v) for r in trials if (v := _objective(r, metric)) is not None]
     sec.text(f"Parent run `{run.info.run_id}`, status {run.info.status}: {len(trials)} trials, {len(scored)} with an "
              f"objective ({metric}, {mode}); trials stopped early or rejected have none.")
@@ -260,11 +242,11 @@ def search_section(c: Any, run: Any, top_k: int) -> Section:
     varying = [k for k in searched if any(k in r.data.params for r, _ in scored)] or sorted(
         k for k in {k for r, _ in scored for k in r.data.params} if len({r.data.params.get(k) for r, _ in scored}) > 1)
     head = ["rank", "trial", "objective", "status"] + varying
-    sec.table(head, [[str(i + 1), r.data.tags.get("trial_id", r.info.run_name), _fmt(v), r.info.status]
+    sec.table(head, [[str(i + 1), r.data.tags.get(tag.TRIAL_ID, r.info.run_name), _fmt(v), r.info.status]
                      + [r.data.params.get(k, "") for k in varying] for i, (r, v) in enumerate(best)])
     sec.figure("search_history.png", plots.search_history([v for _, v in scored], mode, metric),
                f"Objective ({metric}) per trial in start order, with the best so far.")
-    imp = _importance_values(c, run)
+    imp = _importance_values(uri, run)
     if imp:
         sec.figure("param_importance.png", plots.importance_bars(*imp), "Parameter importance (from the search).")
     if varying and len(best) > 1:
@@ -274,62 +256,61 @@ def search_section(c: Any, run: Any, top_k: int) -> Section:
     groups: dict[str, list[str]] = {}
     health: list[tuple[str, str | None]] = []
     for r, _ in best[:5]:
-        jobs = [j for j in _children(c, r) if j.data.tags.get("kind") == "pretrain" and j.info.status == "FINISHED"]
-        label = f"trial {r.data.tags.get('trial_id', r.info.run_name)}"
+        jobs = [j for j in _children(uri, r)
+                if j.data.tags.get(tag.KIND) == tag.KIND_PRETRAIN and j.info.status == "FINISHED"]
+        label = f"trial {r.data.tags.get(tag.TRIAL_ID, r.info.run_name)}"
         if jobs:
             groups[label] = [j.info.run_id for j in jobs]
-        health += [(label, j.data.tags.get("health")) for j in jobs]
-    sec.figure("pretrain_losses.png", pretrain_curves(c, groups), "Pretraining losses per task of the best trials.")
+        health += [(label, j.data.tags.get(tag.HEALTH)) for j in jobs]
+    sec.figure("pretrain_losses.png", pretrain_curves(uri, groups), "Pretraining losses per task of the best trials.")
     health_section(sec, health)
     return sec
 
 
-def runs_section(c: Any, run: Any) -> Section:
+def runs_section(uri: str, run: Any) -> Section:
     """Generic parent (e.g. ``ms2l run``): its child runs and their pretraining curves."""
     sec = Section(f"Run {run.info.run_name}", run.info.run_id)
-    kids = _children(c, run)
-    sec.text(f"Run `{run.info.run_id}` (kind {run.data.tags.get('kind', '?')}), status {run.info.status}, "
+    kids = _children(uri, run)
+    sec.text(f"Run `{run.info.run_id}` (kind {run.data.tags.get(tag.KIND, '?')}), status {run.info.status}, "
              f"{len(kids)} child runs.")
-    keys = ("val_top1", "val_top5", "test_top1", "test_top5", "train_loss")
+    keys = (*tag.EVAL_METRICS, "train_loss")
     sec.table(["run", "kind", "evaluation", "status"] + list(keys),
-              [[k.info.run_name, k.data.tags.get("kind", ""), k.data.tags.get("evaluation", ""), k.info.status]
+              [[k.info.run_name, k.data.tags.get(tag.KIND, ""), k.data.tags.get(tag.EVALUATION, ""), k.info.status]
                + [_fmt(k.data.metrics[m]) if m in k.data.metrics else "" for m in keys] for k in kids])
-    pre = {k.info.run_name: [k.info.run_id] for k in kids if k.data.tags.get("kind") == "pretrain"}
-    sec.figure("pretrain_losses.png", pretrain_curves(c, pre), "Pretraining losses per task.")
-    health_section(sec, [(k.info.run_name, k.data.tags.get("health")) for k in kids
-                         if k.data.tags.get("kind") == "pretrain"])
+    pretrain = [k for k in kids if k.data.tags.get(tag.KIND) == tag.KIND_PRETRAIN]
+    sec.figure("pretrain_losses.png", pretrain_curves(uri, {k.info.run_name: [k.info.run_id] for k in pretrain}),
+               "Pretraining losses per task.")
+    health_section(sec, [(k.info.run_name, k.data.tags.get(tag.HEALTH)) for k in pretrain])
     return sec
 
 
-def section_for(c: Any, run: Any, top_k: int = 10) -> Section:
-    kind = run.data.tags.get("kind")
-    if kind == "ablation":
-        return ablation_section(c, run)
-    if kind == "search" or any("trial_id" in r.data.tags for r in _children(c, run)):
-        return search_section(c, run, top_k)
-    return runs_section(c, run)
+def section_for(uri: str, run: Any, top_k: int = 10) -> Section:
+    """The section a run's ``kind`` tag picks: ablation, search (or a parent of trials), else its child runs."""
+    kind = run.data.tags.get(tag.KIND)
+    if kind == tag.KIND_ABLATION:
+        return ablation_section(uri, run)
+    if kind == tag.KIND_SEARCH or any(tag.TRIAL_ID in r.data.tags for r in _children(uri, run)):
+        return search_section(uri, run, top_k)
+    return runs_section(uri, run)
 
 
 # ------------------------------------------------------------------------------------------------ entry
-def resolve_targets(c: Any, target: str) -> tuple[str, list[Any]]:
+def resolve_targets(uri: str, target: str) -> tuple[str, list[Any]]:
     """A run id → that run; an experiment name → its top-level ablation/search runs (else its top-level runs)."""
     if RUN_ID.fullmatch(target):
         try:
-            run = retrying(lambda: c.get_run(target))
+            run = query.get_run(uri, target)
         except Exception as exc:  # noqa: BLE001 - MLflow raises its own error type for a missing run
             if "not found" not in str(exc).lower() and "RESOURCE_DOES_NOT_EXIST" not in str(exc):
                 raise
         else:
             return f"Report: {run.info.run_name}", [run]
-    exp = retrying(lambda: c.get_experiment_by_name(target))
+    exp = query.find_experiment(uri, target)
     if exp is None:
-        names = sorted(e.name for e in retrying(lambda: c.search_experiments()))
+        names = query.experiment_names(uri)
         raise ValueError(f"{target!r} is neither a run id nor an experiment name; experiments: {names}")
-    from ms2l_ray.studies.ablation.table import search_all
-
-    runs = search_all(c.tracking_uri, [exp.experiment_id], "")
-    top = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
-    chosen = [r for r in top if r.data.tags.get("kind") in REPORT_KINDS] or top
+    top = query.top_level_runs(uri, exp.experiment_id)
+    chosen = [r for r in top if r.data.tags.get(tag.KIND) in REPORT_KINDS] or top
     if not chosen:
         raise ValueError(f"experiment {target!r} has no runs")
     return f"Report: experiment {target}", sorted(chosen, key=lambda r: -(r.info.start_time or 0))
@@ -345,9 +326,8 @@ def attach(tracking_uri: str, section: Section, title: str) -> None:
 def build_report(target: str, *, tracking_uri: str, out_dir: Path | None = None, attach_to_runs: bool = True,
                  top_k: int = 10) -> list[Path]:
     """Build the report of ``target`` (run id or experiment name); return the local files written."""
-    c = client(tracking_uri)
-    title, runs = resolve_targets(c, target)
-    sections = [section_for(c, r, top_k) for r in runs]
+    title, runs = resolve_targets(tracking_uri, target)
+    sections = [section_for(tracking_uri, r, top_k) for r in runs]
     out = out_dir or Path("reports") / check_name(  # an experiment named '..' must not write outside reports/
         "report folder reports/<target> (choose another with --out)", re.sub(r"[^A-Za-z0-9_.-]", "_", target))
     md, page = write_report(out, title, sections)

@@ -1,2 +1,3 @@
 """Studies: what a researcher runs on top of the job layer — an experiment file (pretrain once, evaluate by
-several strategies), a rerun, a search (Ray Tune + Optuna) and an ablation grid (cells × seeds → a table)."""
+several strategies), a rerun, a search (Ray Tune + Optuna) and an ablation grid (cells × seeds → a table).
+"""

@@ -22,30 +22,13 @@ from typing import Any
 
 import yaml
 
-from ms2l_ray.config import PRESETS, STRATEGIES, Config, ConfigError, apply_delta
+from ms2l_ray.config import Config, ConfigError, apply_delta, preset_config
 from ms2l_ray.jobs.tracked import ChainEvaluation, Execution, Tracking, tracked_chain
 from ms2l_ray.names import check_name, unique_stamp
 from ms2l_ray.safe_yaml import load_yaml_file
-from ms2l_ray.tracking.runs import RunLogger, start_run
-
-FROM_SCRATCH = ("supervised", "joint")
-
-
-@dataclass
-class Evaluation:
-    strategy: str
-    label_fraction: float = 1.0
-    delta: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def label(self) -> str:
-        """``linear``, ``semi_0.01`` …: the evaluation's name in runs and tables."""
-        return self.strategy if self.label_fraction == 1.0 else f"{self.strategy}_{self.label_fraction:g}"
-
-    def apply(self, cfg: Config) -> Config:
-        cfg = apply_delta(cfg, self.delta, f"evaluation {self.label} set") if self.delta else cfg
-        return apply_delta(cfg, {"evaluation": {"strategy": self.strategy, "label_fraction": self.label_fraction}},
-                           f"evaluation {self.label}")
+from ms2l_ray.studies.evaluation import FROM_SCRATCH, Evaluation, parse_evaluations  # re-exported (runner, tests)
+from ms2l_ray.tracking import tags as tag
+from ms2l_ray.tracking.runs import RunLogger, start_run, tracked_run
 
 
 @dataclass
@@ -57,33 +40,6 @@ class Experiment:
 
 
 EXPERIMENT_KEYS = {"name", "preset", "config", "evaluations"}
-EVAL_KEYS = {"strategy", "label_fraction", "set"}
-
-
-def parse_evaluations(items: Any, source: str) -> list[Evaluation]:
-    """Validate a list of ``{strategy, label_fraction?, set?}`` entries; errors name the entry."""
-    if not isinstance(items, list) or not items:
-        raise ConfigError(f"{source}: 'evaluations' must be a non-empty list, got {items!r}")
-    out = []
-    for i, item in enumerate(items):
-        key = f"{source}: evaluations[{i}]"
-        if isinstance(item, str):
-            item = {"strategy": item}
-        if not isinstance(item, dict):
-            raise ConfigError(f"{key}: expected a mapping or a strategy name, got {item!r}")
-        unknown = set(item) - EVAL_KEYS
-        if unknown:
-            raise ConfigError(f"{key}: unknown keys {sorted(unknown)}; known: {sorted(EVAL_KEYS)}")
-        if item.get("strategy") not in STRATEGIES:
-            raise ConfigError(f"{key}.strategy: must be one of {list(STRATEGIES)}, got {item.get('strategy')!r}")
-        lf = item.get("label_fraction", 1.0)
-        if isinstance(lf, bool) or not isinstance(lf, (int, float)) or not 0 < lf <= 1:
-            raise ConfigError(f"{key}.label_fraction: must be a number in (0, 1], got {lf!r}")
-        delta = item.get("set", {}) or {}
-        if not isinstance(delta, dict):
-            raise ConfigError(f"{key}.set: must be a mapping of config deltas, got {delta!r}")
-        out.append(Evaluation(item["strategy"], float(lf), delta))
-    return out
 
 
 def load_experiment(path: str | Path) -> Experiment:
@@ -101,10 +57,8 @@ def load_experiment(path: str | Path) -> Experiment:
     name = raw.get("name", p.stem)
     check_name(f"{p}: name", name)  # becomes run names and the default outputs/<name>-<stamp> folder
     preset = raw.get("preset", "small")
-    if preset not in PRESETS:
-        raise ConfigError(f"{p}: preset must be one of {sorted(PRESETS)}, got {preset!r}")
     config = raw.get("config", {}) or {}
-    apply_delta(apply_delta(Config(), PRESETS[preset]), config, f"{p}: config")  # validate early
+    apply_delta(preset_config(preset, f"{p}: preset"), config, f"{p}: config")  # validate early
     return Experiment(name, preset, config, parse_evaluations(raw.get("evaluations", ["linear"]), str(p)))
 
 
@@ -132,12 +86,13 @@ def run_pipeline(cfg: Config, evaluations: list[Evaluation], *, name: str, out_r
     title = title or name
     group = parent
     if tracking is not None and make_parent:
-        group = start_run(tracking.uri, tracking.experiment, name, parent, {"kind": "experiment", **(tags or {})})
-    try:
+        group = start_run(tracking.uri, tracking.experiment, name, parent,
+                          {tag.KIND: tag.KIND_EXPERIMENT, **(tags or {})})
+    with tracked_run(group if make_parent else None):  # without make_parent, ``parent`` is not ours to end
         pretrained = any(e.strategy not in FROM_SCRATCH for e in evaluations)
         jobs = []
         for ev in evaluations:
-            ev_tags = dict(tags or {}, evaluation=ev.label)
+            ev_tags = {**(tags or {}), tag.EVALUATION: ev.label}
             jobs.append(ChainEvaluation(ev.apply(cfg), f"{name}-{ev.label}-{stamp}", out_root / ev.label, ev_tags,
                                         pretrained=ev.strategy not in FROM_SCRATCH, title=f"{title} / {ev.label}"))
         # One Train run for the pretraining and every evaluation (orchestrate.tracked_chain): the evaluation
@@ -151,11 +106,6 @@ def run_pipeline(cfg: Config, evaluations: list[Evaluation], *, name: str, out_r
         results = {ev.label: outcome.metrics for ev, outcome in zip(evaluations, chain.evaluations, strict=True)}
         if group is not None and make_parent:
             summary = {f"{lab}.{k}": v for lab, m in results.items() for k, v in m.items()
-                       if k in ("val_top1", "val_top5", "test_top1", "test_top5")}
+                       if k in tag.EVAL_METRICS}
             group.log_metrics(summary, step=0)
-            group.end("FINISHED")
-    except BaseException:
-        if group is not None and make_parent:
-            group.end("FAILED")
-        raise
     return PipelineResult(pre_metrics, results, group.run_id if group else None, pre_run_id)

@@ -13,9 +13,12 @@ from typing import Any
 
 import numpy as np
 
-from ms2l_ray.tracking.runs import RunLogger
+from ms2l_ray.tracking.query import logged_model_location
+from ms2l_ray.tracking.runs import RunLogger, client
+from ms2l_ray.tracking.store import resolve_tracking_uri, retrying
+from ms2l_ray.tracking.tags import PRETRAIN_LOSSES
 
-TASK_CURVES = ("loss", "motion_loss", "jigsaw_loss", "contrastive_loss", "jigsaw_acc", "contrastive_acc")
+TASK_CURVES = (*PRETRAIN_LOSSES, "jigsaw_acc", "contrastive_acc")
 
 
 def _plt() -> Any:
@@ -120,8 +123,6 @@ def log_encoder_model(run: RunLogger, out_dir: Path) -> str:
     from mlflow.models import Model
 
     from ms2l_ray.model.artifact import CONFIG_FILE, ENCODER_FILE
-    from ms2l_ray.tracking.runs import client
-    from ms2l_ray.tracking.store import retrying
 
     c = client(run.ref.tracking_uri)
     experiment = retrying(lambda: c.get_run(run.run_id).info.experiment_id)
@@ -144,13 +145,107 @@ def log_encoder_model(run: RunLogger, out_dir: Path) -> str:
     return str(model.model_id)
 
 
+def find_artifact(tracking_uri: str, run_id: str, name: str, path: str | None = None, depth: int = 0) -> str | None:
+    """The path of a run's first artifact called ``name``, searched two folders deep.
+
+    Why: an artifact another tool logged (a search's ``param_importance.csv``) may sit in a folder of its
+    choosing; the report looks for it by file name.
+
+    Args:
+        tracking_uri: the store.
+        run_id: the run whose artifacts are searched.
+        name: the file name to find.
+        path: the folder to search (None: the run's artifact root).
+        depth: how deep ``path`` already is (the search stops two folders below the root).
+
+    Returns:
+        The artifact path relative to the run's root, or None when no file has that name.
+    """
+    c = client(tracking_uri)
+    for f in retrying(lambda: c.list_artifacts(run_id, path)):
+        if f.is_dir and depth < 2:
+            found = find_artifact(tracking_uri, run_id, name, f.path, depth + 1)
+            if found:
+                return found
+        elif f.path.rpartition("/")[2] == name:
+            return str(f.path)
+    return None
+
+
+def download_artifact(tracking_uri: str, run_id: str, path: str) -> str:
+    """One of a run's artifacts as a local file (MLflow's download cache), e.g. the ``config.yaml`` of a run.
+
+    Why a function: readers outside :mod:`ms2l_ray.tracking` reach the store only through this package.
+
+    Args:
+        tracking_uri: the store.
+        run_id: the run that logged it.
+        path: the artifact's path relative to the run's root.
+
+    Returns:
+        The local path of the downloaded file.
+    """
+    import mlflow.artifacts
+
+    return str(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=path, tracking_uri=tracking_uri))
+
+
+def read_artifact_text(tracking_uri: str, run_id: str, path: str) -> str:
+    """The text of one of a run's artifacts, downloaded to a temporary folder that is removed again.
+
+    Args:
+        tracking_uri: the store.
+        run_id: the run that logged it.
+        path: the artifact's path relative to the run's root (:func:`find_artifact`).
+
+    Returns:
+        The file's content as text.
+    """
+    import tempfile
+
+    c = client(tracking_uri)
+    with tempfile.TemporaryDirectory() as tmp:
+        local = retrying(lambda: c.download_artifacts(run_id, path, tmp))
+        return Path(local).read_text()
+
+
+def fetch_encoder(encoder: str, tracking_uri: str | None = None) -> str | None:
+    """``random`` → None; an MLflow URI (``runs:/<id>/encoder``) → a local download; a path → itself."""
+    if encoder == "random":
+        return None
+    if encoder.startswith(("runs:/", "models:/", "mlflow-artifacts:/")):
+        import mlflow.artifacts
+
+        uri = resolve_tracking_uri(tracking_uri)
+        if encoder.startswith("models:/"):
+            encoder = _logged_model_location(encoder, uri)
+        return str(mlflow.artifacts.download_artifacts(artifact_uri=encoder, tracking_uri=uri))
+    if not Path(encoder).exists():
+        raise FileNotFoundError(f"--encoder {encoder}: no such directory (expected a `ms2l pretrain --out` directory, "
+                                f"runs:/<run-id>/encoder, or 'random')")
+    return encoder
+
+
+def _logged_model_location(uri: str, tracking_uri: str | None) -> str:
+    """``models:/<model id>`` → the logged model's artifact location, looked up in *our* tracking store.
+
+    MLflow 3.17 resolves such a URI through a client on the process-wide default tracking URI, whatever
+    ``download_artifacts(tracking_uri=…)`` says, so another store's model is "not found"; a registered
+    model (``models:/<name>/<version>``) is left to MLflow.
+    """
+    ref = uri.removeprefix("models:/").strip("/")
+    if not ref.startswith("m-") or "/" in ref:
+        return uri
+    return logged_model_location(tracking_uri, ref)
+
+
 def load_encoder_embedding(uri: str, tracking_uri: str | None = None) -> Any:
     """The logged encoder as an :class:`~ms2l_ray.model.embedding.EncoderEmbedding` (``forward(x, lengths)``
-    embeds a batch) from ``models:/<model id>``, ``runs:/<run id>/encoder`` or a local folder, unpickled nowhere."""
+    embeds a batch) from ``models:/<model id>``, ``runs:/<run id>/encoder`` or a local folder, unpickled nowhere.
+    """
     from ms2l_ray.model.artifact import load_pretrained
     from ms2l_ray.model.embedding import EncoderEmbedding
     from ms2l_ray.names import is_uri
-    from ms2l_ray.train.job import fetch_encoder
 
     local = fetch_encoder(uri, tracking_uri)
     model, _ = load_pretrained(local or uri, source=uri if is_uri(uri) else None)

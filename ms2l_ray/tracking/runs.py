@@ -8,18 +8,22 @@ from __future__ import annotations
 
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ms2l_ray import __version__
 from ms2l_ray.redact import REDACTED, is_secret_key, redact_text
+from ms2l_ray.tracking import tags as tag
 from ms2l_ray.tracking.store import default_artifact_location, retrying
 
 MAX_PARAM_LEN = 6000
 # MLflow 3's UI opens an experiment without this tag in its GenAI mode (traces overview, an empty "Traces"
 # chart); with it, the runs table and the compare view a training study needs.
-EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
+EXPERIMENT_KIND = "custom_model_development"
+INTERRUPTS = (KeyboardInterrupt, SystemExit)  # Ctrl-C; Ray Train's SIGINT handler exits via SystemExit
 
 
 def mask_secrets(params: dict[str, Any]) -> dict[str, Any]:
@@ -41,13 +45,13 @@ def _safe_tags(tags: dict[str, Any]) -> dict[str, str]:
 def code_version() -> dict[str, str]:
     """The package version and, when run from a git checkout, its commit (and whether it was dirty)."""
     root = Path(__file__).resolve().parents[2]
-    info = {"ms2l_version": __version__, "git_commit": "unknown"}
+    info = {tag.MS2L_VERSION: __version__, tag.GIT_COMMIT: tag.GIT_UNKNOWN}
     try:
         commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
                                 timeout=5, check=True).stdout.strip()
         dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
                                capture_output=True, text=True, timeout=5).stdout.strip()
-        info["git_commit"] = commit + ("-dirty" if dirty else "")
+        info[tag.GIT_COMMIT] = commit + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         pass
     return info
@@ -61,7 +65,13 @@ class RunRef:
     run_id: str
 
 
-def client(tracking_uri: str) -> Any:
+def client(tracking_uri: str | None) -> Any:
+    """An ``MlflowClient`` on ``tracking_uri``: the one place a client is built (cheap: MLflow caches stores).
+
+    Why one place: the rest of the package goes through :mod:`ms2l_ray.tracking.query` (reads),
+    :class:`RunLogger` (writes) and :mod:`ms2l_ray.tracking.artifacts`, so retries, paging and the tag
+    schema are applied the same way everywhere.
+    """
     from mlflow.tracking import MlflowClient
 
     return MlflowClient(tracking_uri=tracking_uri)
@@ -74,12 +84,12 @@ def experiment_id(tracking_uri: str, name: str) -> str:
     def get_or_create() -> str:
         exp = c.get_experiment_by_name(name)
         if exp is not None:
-            if exp.tags.get(EXPERIMENT_KIND_TAG) is None:  # one made by an older version or by hand
-                c.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+            if exp.tags.get(tag.EXPERIMENT_KIND_TAG) is None:  # one made by an older version or by hand
+                c.set_experiment_tag(exp.experiment_id, tag.EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
             return str(exp.experiment_id)
         try:
             return str(c.create_experiment(name, artifact_location=default_artifact_location(tracking_uri),
-                                           tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND}))
+                                           tags={tag.EXPERIMENT_KIND_TAG: EXPERIMENT_KIND}))
         except Exception:  # noqa: BLE001 - another process created it first
             exp = c.get_experiment_by_name(name)
             if exp is None:
@@ -150,6 +160,14 @@ class RunLogger:
         retrying(lambda: self._c.update_run(self.run_id, status="RUNNING"))
         self.ended = False
 
+    def resume(self) -> None:
+        """Tag the run :data:`~ms2l_ray.tracking.tags.RESUMED` and reopen it: a ``--resume`` continues its run.
+
+        Why the tag: the run's metrics then hold two attempts' epochs; the tag says why.
+        """
+        self.set_tags({tag.RESUMED: tag.RESUMED_VALUE})
+        self.reopen()
+
     def end(self, status: str = "FINISHED") -> None:
         retrying(lambda: self._c.set_terminated(self.run_id, status=status))
         self.ended = True
@@ -161,8 +179,46 @@ def start_run(tracking_uri: str, experiment: str, run_name: str, parent: RunLogg
     exp_id = experiment_id(tracking_uri, experiment)
     all_tags = {**code_version(), **(tags or {})}
     if parent is not None:
-        all_tags["mlflow.parentRunId"] = parent.run_id
+        all_tags[tag.PARENT_RUN] = parent.run_id
     c = client(tracking_uri)
     safe = _safe_tags(all_tags)
     run = retrying(lambda: c.create_run(exp_id, run_name=run_name, tags=safe))
     return RunLogger(RunRef(tracking_uri, run.info.run_id))
+
+
+@contextmanager
+def tracked_run(run: RunLogger | None, *, catch: type[BaseException] = BaseException, failed: str = "FAILED",
+                interrupted: str | None = None,
+                failure_tags: dict[str, str] | None = None) -> Iterator[RunLogger | None]:
+    """End ``run`` FINISHED when the block completes, or with a failure status when it raises (re-raised).
+
+    Why: every command that owns a run must close it whatever happens — a run left RUNNING reads as still
+    training in the UI and blocks nothing from rerunning — and each did so with its own try/except. A run
+    the block already ended (its own end, e.g. FAILED for an ablation with failed cells) is left as it is.
+
+    Args:
+        run: the run, or None (tracking off): the block runs and nothing is logged.
+        catch: the exceptions that end the run; others leave it RUNNING for another closer (a search trial
+            catches ``Exception`` only: Tune's driver closes the runs of trials it stops).
+        failed: the status for a caught exception (``FAILED``; ``KILLED`` for a search parent, which
+            ``--resume`` reopens).
+        interrupted: the status for Ctrl-C (``KeyboardInterrupt``/``SystemExit``), when it differs from
+            ``failed``.
+        failure_tags: tags set before the failure status (a trial's ``outcome=failed``).
+
+    Yields:
+        ``run`` itself.
+    """
+    if run is None:
+        yield None
+        return
+    try:
+        yield run
+    except catch as exc:
+        if not run.ended:
+            if failure_tags:
+                run.set_tags(failure_tags)
+            run.end(interrupted if interrupted is not None and isinstance(exc, INTERRUPTS) else failed)
+        raise
+    if not run.ended:
+        run.end("FINISHED")

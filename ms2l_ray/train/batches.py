@@ -109,12 +109,14 @@ def eval_positions(n: int, batch_size: int, *, rank: int = 0, world_size: int = 
 def eval_batches(indices: np.ndarray, batch_size: int, *, rank: int = 0, world_size: int = 1,
                  lengths: np.ndarray | None = None) -> list[np.ndarray]:
     """This rank's contiguous shard of ``indices`` in batches (no sample counted twice); with ``lengths``
-    (``[len(indices)]``) sorted by length within the shard (for sums and counts, where order does not matter)."""
+    (``[len(indices)]``) sorted by length within the shard (for sums and counts, where order does not matter).
+    """
     idx = np.asarray(indices, dtype=np.int64)
     return [idx[p] for p in eval_positions(len(idx), batch_size, rank=rank, world_size=world_size, lengths=lengths)]
 
 
 def padded_lengths(all_lengths: np.ndarray, indices: np.ndarray, max_frames: int) -> np.ndarray:
     """``min(length, max_frames)`` of each of ``indices``: the time steps each clip takes in a batch
-    (:meth:`ms2l_ray.data.container.SkeletonSet.batch` resamples longer clips to ``max_frames``)."""
+    (:meth:`ms2l_ray.data.container.SkeletonSet.batch` resamples longer clips to ``max_frames``).
+    """
     return np.minimum(np.asarray(all_lengths)[np.asarray(indices, dtype=np.int64)], max_frames)

@@ -17,6 +17,8 @@ from ms2l_ray.model.ms2l import MS2L, PretrainOutput
 
 @dataclass
 class ClassifierOutput:
+    """The classification logits and, under joint training, the MS²L pretext output of the same forward."""
+
     logits: torch.Tensor  # [N, K]
     ssl: PretrainOutput | None  # self-supervised losses (joint strategies only)
 
@@ -45,6 +47,7 @@ class ClassifierModel(nn.Module):
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor,
                 generator: torch.Generator | None = None) -> ClassifierOutput:
+        """Logits of the pooled clip features; the pretext losses too when ``joint`` (``generator``: jigsaw)."""
         h = self._encoder()(x, lengths)  # [N, T, H]
         logits = self.classifier(mask_mean_pool(h, lengths))  # [N, K]
         ssl = self.ms2l(x, lengths, generator) if self.joint else None

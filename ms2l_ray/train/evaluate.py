@@ -9,7 +9,8 @@
 - ``knn``: weighted KNN on frozen features, no training.
 
 Model selection uses the validation part (held out of training); the test part is evaluated once, with
-the weights of the best validation epoch, and reported only.
+the weights of the best validation epoch, and reported only (:func:`_select_on_val`). What each strategy
+starts from and trains is the table in :mod:`ms2l_ray.train.strategies`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,24 +27,23 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ms2l_ray.config import Config, to_dict
+from ms2l_ray.config import Config, OptimConfig
 from ms2l_ray.data.container import SkeletonSet, Splits, label_subset
 from ms2l_ray.model.heads import LinearClassifier
 from ms2l_ray.model.ms2l import MS2L
 from ms2l_ray.train.batches import eval_batches, train_batches
-from ms2l_ray.train.classifier import ClassifierModel
+from ms2l_ray.train.classifier import ClassifierModel, ClassifierOutput
 from ms2l_ray.train.collectives import all_reduce_sum
 from ms2l_ray.train.features import extract_features
 from ms2l_ray.train.guard import NonFiniteGuard
 from ms2l_ray.train.knn import knn_accuracy, knn_logits
-from ms2l_ray.train.loop import LoopContext, Progress, unwrap
-from ms2l_ray.train.metrics import confusion_matrix, per_class_accuracy, topk_correct
+from ms2l_ray.train.loop import Fit, LoopContext, Progress, unwrap
+from ms2l_ray.train.metrics import confusion_matrix, topk_correct
 from ms2l_ray.train.optim import build_optimizer, clip_per_module
 from ms2l_ray.train.precision import Precision
 from ms2l_ray.train.pretrain import bucket_lengths, new_model
 from ms2l_ray.train.runtime import cpu_generator, derive_seed, seed_everything
-
-NEEDS_PRETRAINED = ("linear", "finetune", "semi", "pretrain_joint", "knn")
+from ms2l_ray.train.strategies import Strategy, strategy
 
 
 @dataclass
@@ -52,7 +53,6 @@ class EvalResult:
     metrics: dict[str, float]
     history: list[dict[str, float]] = field(default_factory=list)
     confusion: np.ndarray | None = None
-    per_class: np.ndarray | None = None
     model: nn.Module | None = None
 
 
@@ -70,6 +70,7 @@ def _percentages(hits: torch.Tensor, prefix: str) -> dict[str, float]:
 
 
 def _summarise(hits: torch.Tensor, cm: torch.Tensor, prefix: str) -> tuple[dict[str, float], torch.Tensor]:
+    """Percentages and confusion summed over the ranks: each rank scored a disjoint shard of the part."""
     hits, cm = all_reduce_sum(hits), all_reduce_sum(cm)
     return _percentages(hits, prefix), cm
 
@@ -77,6 +78,7 @@ def _summarise(hits: torch.Tensor, cm: torch.Tensor, prefix: str) -> tuple[dict[
 @torch.no_grad()
 def _evaluate_model(model: nn.Module, cfg: Config, data: SkeletonSet, idx: np.ndarray, ctx: LoopContext,
                     prefix: str, precision: Precision) -> tuple[dict[str, float], torch.Tensor]:
+    """Top-1/top-5 of the classifier on the ``idx`` part (``prefix_top1`` …) and its confusion matrix."""
     model.eval()
     hits = torch.zeros(3, dtype=torch.float64)
     cm = torch.zeros(data.num_classes, data.num_classes, dtype=torch.long)
@@ -92,18 +94,22 @@ def _evaluate_model(model: nn.Module, cfg: Config, data: SkeletonSet, idx: np.nd
 
 def feature_options(cfg: Config, ctx: LoopContext) -> dict[str, Any]:
     """:func:`extract_features` keywords from the config: length-sorted batches (``data.bucketing``) and the
-    run's precision (autocast of the frozen encoder)."""
+    run's precision (autocast of the frozen encoder).
+    """
     return {"bucketing": cfg.data.bucketing, "precision": Precision.make(cfg.precision, ctx.device)}
 
 
 def _finish(best: dict[str, float], history: list[dict[str, float]], cm: torch.Tensor,
             model: nn.Module | None) -> EvalResult:
-    return EvalResult(metrics=best, history=history, confusion=cm.numpy(),
-                      per_class=per_class_accuracy(cm).numpy(), model=model)
+    """The result with the test confusion matrix as numpy (what the artifacts writer takes)."""
+    return EvalResult(metrics=best, history=history, confusion=cm.numpy(), model=model)
 
 
 def _knn(cfg: Config, data: SkeletonSet, splits: Splits, train_idx: np.ndarray, ms2l: MS2L,
          ctx: LoopContext) -> EvalResult:
+    """Weighted KNN of validation and test features against the training bank: no training at all, so it
+    shows what the frozen features separate by themselves (:mod:`ms2l_ray.train.knn`).
+    """
     ms2l.eval()
     kw: dict[str, Any] = dict(batch_size=cfg.evaluation.optim.batch_size, max_frames=cfg.data.max_frames,
                               device=ctx.device, rank=ctx.rank, world_size=ctx.world_size,
@@ -166,6 +172,7 @@ def _linear(cfg: Config, data: SkeletonSet, splits: Splits, train_idx: np.ndarra
             ctx: LoopContext) -> EvalResult:
     """Linear protocol on cached frozen features (identical updates to re-encoding every epoch).
 
+    The paper's linear evaluation (arXiv:2010.05599 §4.3) trains a linear classifier on the frozen encoder.
     Every setting of :func:`probe_grid` trains a probe with model selection on validation; the setting with
     the best validation top-1 is retrained with the job's hooks (deterministic: the same run again) and
     only its best-validation weights see the test split.
@@ -178,15 +185,7 @@ def _linear(cfg: Config, data: SkeletonSet, splits: Splits, train_idx: np.ndarra
            for p, idx in (("train", train_idx), ("val", splits.val), ("test", splits.test))}
     mean, std = standardizer(raw["train"][0])
     scaled = {p: ((f - mean) / std, y) for p, (f, y) in raw.items()}
-    grid = probe_grid(cfg)
-    choice = grid[0]
-    if len(grid) > 1:
-        scores = []
-        for c in grid:
-            best, _, _ = _fit_probe(cfg, scaled if c.standardize else raw, c.lr, data.num_classes, ctx, hooks=False)
-            scores.append(best["val_top1"])
-            ctx.say(f"[linear] probe lr={c.lr:g} standardize={c.standardize}: val_top1={best['val_top1']:.2f}")
-        choice = grid[int(np.argmax(scores))]  # first best in grid order
+    choice = _choose_probe(cfg, raw, scaled, data.num_classes, ctx)
     feats = scaled if choice.standardize else raw
     best, clf, history = _fit_probe(cfg, feats, choice.lr, data.num_classes, ctx, hooks=True)
     test, cm = _score_probe(clf, feats, "test", data.num_classes, ctx)
@@ -200,13 +199,83 @@ def _linear(cfg: Config, data: SkeletonSet, splits: Splits, train_idx: np.ndarra
 Features = dict[str, tuple[torch.Tensor, torch.Tensor]]
 
 
+def _choose_probe(cfg: Config, raw: Features, scaled: Features, num_classes: int, ctx: LoopContext) -> ProbeChoice:
+    """The :func:`probe_grid` setting with the best validation top-1 (first best in grid order).
+
+    Only validation decides: these probes never see the test split, so picking among them keeps test
+    evaluated once. A one-setting grid trains nothing here.
+    """
+    grid = probe_grid(cfg)
+    if len(grid) == 1:
+        return grid[0]
+    scores = []
+    for c in grid:
+        best, _, _ = _fit_probe(cfg, scaled if c.standardize else raw, c.lr, num_classes, ctx, hooks=False)
+        scores.append(best["val_top1"])
+        ctx.say(f"[linear] probe lr={c.lr:g} standardize={c.standardize}: val_top1={best['val_top1']:.2f}")
+    return grid[int(np.argmax(scores))]
+
+
 def _score_probe(clf: nn.Module, feats: Features, part: str, num_classes: int,
                  ctx: LoopContext) -> tuple[dict[str, float], torch.Tensor]:
+    """Top-1/top-5 and confusion matrix of the probe on one part's cached features."""
     f, y = feats[part]
     with torch.no_grad():
         logits = clf(f.to(ctx.device)).float().cpu() if len(f) else torch.zeros(0, num_classes)
     h, c = _scores(logits, y, num_classes)
     return _percentages(h, part), c
+
+
+def _close_epoch(fit: Fit, epoch: int, total: float, seen: int) -> dict[str, float]:
+    """End an epoch (:meth:`Fit.close_epoch`); its ``epoch``/``train_loss``/``lr`` metrics.
+
+    ``lr`` is read after the schedule step, the rate the next epoch will use (as these strategies always
+    reported it; pretraining reports the rate the epoch used).
+    """
+    fit.close_epoch(epoch)
+    return {"epoch": float(epoch + 1), "train_loss": total / max(seen, 1), "lr": fit.opt.param_groups[0]["lr"]}
+
+
+def _select_on_val(model: nn.Module, epochs: int, train_epoch: Callable[[int], dict[str, float]],
+                   validate: Callable[[], dict[str, float]],
+                   report: Callable[[int, dict[str, float]], None]) -> tuple[dict[str, float], list[dict[str, float]]]:
+    """Train ``epochs`` epochs and leave ``model`` at its best validation top-1 epoch.
+
+    The shared "select on validation, test once" skeleton of the linear probe and the classifier strategies.
+    The paper reports test accuracy (arXiv:2010.05599 §4.3); picking the epoch on a validation part held out
+    of training, then scoring test once with those weights, keeps the test split out of model selection.
+    Returns the best epoch's ``val_top1``/``val_top5``/``best_epoch`` and the per-epoch history; ties keep
+    the earlier epoch. ``report`` sees every epoch's metrics before the selection does.
+    """
+    best: dict[str, float] = {}
+    best_state = copy.deepcopy(model.state_dict())
+    history: list[dict[str, float]] = []
+    for epoch in range(epochs):
+        m = train_epoch(epoch)
+        m.update(validate())
+        history.append(m)
+        report(epoch, m)
+        if not best or m["val_top1"] > best["val_top1"]:
+            best = {"val_top1": m["val_top1"], "val_top5": m["val_top5"], "best_epoch": float(epoch + 1)}
+            best_state = copy.deepcopy(model.state_dict())
+    model.load_state_dict(best_state)
+    return best, history
+
+
+def _hooks(ctx: LoopContext, model: nn.Module) -> Callable[[int, dict[str, float]], None]:
+    """Report an epoch to the job's hooks; the state offered is the model's weights at that epoch.
+
+    Evaluation is not resumed from a checkpoint (a rerun starts again from the encoder, in minutes), so the
+    hooks get no optimiser or history state; the weights let a hook check where the loop really ran.
+    """
+    def report(epoch: int, metrics: dict[str, float]) -> None:
+        def make_state() -> dict[str, Any]:
+            return copy.deepcopy({"kind": "evaluate", "epoch": epoch, "model": model.state_dict()})
+
+        for hook in ctx.hooks:
+            hook(epoch, metrics, make_state)
+
+    return report
 
 
 def _fit_probe(cfg: Config, feats: Features, lr: float, num_classes: int, ctx: LoopContext,
@@ -218,132 +287,133 @@ def _fit_probe(cfg: Config, feats: Features, lr: float, num_classes: int, ctx: L
     wrapped = ctx.wrap_model(clf)
     opt, sched = build_optimizer(clf.parameters(), o)
     pos = np.arange(len(feats["train"][0]))
-    best: dict[str, float] = {}
-    best_state = copy.deepcopy(clf.state_dict())
-    history: list[dict[str, float]] = []
     n_steps = len(train_batches(pos, o.batch_size, seed=cfg.seed, epoch=0, rank=ctx.rank, world_size=ctx.world_size,
                                 min_batch=1))
     guard = NonFiniteGuard(f"linear probe (lr={lr:g})", o.nonfinite_patience, "evaluation.optim.nonfinite_patience",
                            n_steps, ctx.say)
-    for epoch in range(o.epochs):
-        seed_everything(derive_seed(cfg.seed, epoch, ctx.rank, 3))
-        wrapped.train()
-        total, seen = 0.0, 0
-        for step, b in enumerate(train_batches(pos, o.batch_size, seed=cfg.seed, epoch=epoch, rank=ctx.rank,
-                                               world_size=ctx.world_size, min_batch=1)):
-            f, y = feats["train"][0][b].to(ctx.device), feats["train"][1][b].to(ctx.device)
-            loss = F.cross_entropy(wrapped(f), y)
-            opt.zero_grad(set_to_none=True)
-            if not guard.ok(epoch, step, {"cross_entropy": loss}):
-                continue
-            loss.backward()
-            clip_per_module([clf], o.grad_clip)
-            opt.step()
-            total, seen = total + float(loss.detach()) * len(b), seen + len(b)
-        guard.end_epoch(epoch)
-        sched.step()
-        m = {"epoch": float(epoch + 1), "train_loss": total / max(seen, 1), "lr": opt.param_groups[0]["lr"]}
-        m.update(_score_probe(clf, feats, "val", num_classes, ctx)[0])
-        history.append(m)
-        if hooks:
-            _hook(ctx, epoch, m, clf, opt, sched, history, cfg, best)
-        if not best or m["val_top1"] > best["val_top1"]:
-            best = {"val_top1": m["val_top1"], "val_top5": m["val_top5"], "best_epoch": float(epoch + 1)}
-            best_state = copy.deepcopy(clf.state_dict())
-    clf.load_state_dict(best_state)
+    fit = Fit(clf, wrapped, opt, sched, guard)
+    best, history = _select_on_val(
+        clf, o.epochs, lambda epoch: _probe_epoch(cfg, o, fit, feats["train"], epoch, ctx),
+        lambda: _score_probe(clf, feats, "val", num_classes, ctx)[0],
+        _hooks(ctx, clf) if hooks else lambda epoch, m: None)
     return best, clf, history
 
 
-def _hook(ctx: LoopContext, epoch: int, metrics: dict[str, float], model: nn.Module, opt: torch.optim.Optimizer,
-          sched: Any, history: list[dict[str, float]], cfg: Config, best: dict[str, float]) -> None:
-    def make_state() -> dict[str, Any]:
-        return copy.deepcopy({"kind": "evaluate", "epoch": epoch, "model": model.state_dict(),
-                              "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                              "history": list(history), "config": to_dict(cfg), "best": dict(best)})
+def _probe_epoch(cfg: Config, o: OptimConfig, fit: Fit, train: tuple[torch.Tensor, torch.Tensor], epoch: int,
+                 ctx: LoopContext) -> dict[str, float]:
+    """One epoch of cross-entropy on the cached training features (this rank's shard of the batches)."""
+    seed_everything(derive_seed(cfg.seed, epoch, ctx.rank, 3))
+    fit.wrapped.train()
+    total, seen = 0.0, 0
+    for step, b in enumerate(train_batches(np.arange(len(train[0])), o.batch_size, seed=cfg.seed, epoch=epoch,
+                                           rank=ctx.rank, world_size=ctx.world_size, min_batch=1)):
+        f, y = train[0][b].to(ctx.device), train[1][b].to(ctx.device)
+        loss = F.cross_entropy(fit.wrapped(f), y)
+        fit.opt.zero_grad(set_to_none=True)
+        if not fit.guard.ok(epoch, step, {"cross_entropy": loss}):
+            continue
+        loss.backward()
+        clip_per_module([fit.model], o.grad_clip)
+        fit.opt.step()
+        total, seen = total + float(loss.detach()) * len(b), seen + len(b)
+    return _close_epoch(fit, epoch, total, seen)
 
-    for hook in ctx.hooks:
-        hook(epoch, metrics, make_state)
+
+def _classifier_losses(out: ClassifierOutput, y: torch.Tensor) -> dict[str, torch.Tensor]:
+    """``loss`` first, then its terms: cross-entropy (in fp32), plus the MS²L pretext losses under joint
+    training, where the paper trains the self-supervised tasks alongside the classifier (arXiv:2010.05599
+    §4.3, "joint training").
+    """
+    ce = F.cross_entropy(out.logits.float(), y)  # fp32 loss (no-op cast under fp32)
+    if out.ssl is None:
+        return {"loss": ce, "cross_entropy": ce}
+    terms = {k: v for k, v in out.ssl.metrics.items() if k.endswith("_loss")}
+    return {"loss": ce + out.ssl.loss, "cross_entropy": ce, **terms}
+
+
+def _classifier_epoch(cfg: Config, fit: Fit, data: SkeletonSet, train_idx: np.ndarray, epoch: int,
+                      ctx: LoopContext, precision: Precision, progress: Progress) -> dict[str, float]:
+    """One epoch of the encoder + classifier on this rank's shard; adds the epoch's throughput (clips/s)."""
+    o = cfg.evaluation.optim
+    seed_everything(derive_seed(cfg.seed, epoch, ctx.rank, 4))
+    gen = cpu_generator(derive_seed(cfg.seed, epoch, ctx.rank, 5))
+    fit.wrapped.train()
+    total, seen, t0 = 0.0, 0, time.perf_counter()
+    progress.restart_epoch_clock()
+    for step, b in enumerate(train_batches(train_idx, o.batch_size, seed=cfg.seed, epoch=epoch, rank=ctx.rank,
+                                           world_size=ctx.world_size, lengths=bucket_lengths(cfg, data, train_idx))):
+        x, lengths, y = data.batch(b, cfg.data.max_frames)
+        with precision.autocast():
+            out = fit.wrapped(x.to(ctx.device), lengths.to(ctx.device), gen)
+        terms = _classifier_losses(out, y.to(ctx.device))
+        fit.opt.zero_grad(set_to_none=True)
+        if not fit.guard.ok(epoch, step, terms):
+            continue
+        precision.backward(terms["loss"])
+        precision.step(fit.opt, lambda: clip_per_module(unwrap(fit.wrapped).children(), o.grad_clip))
+        total, seen = total + float(terms["loss"].detach()) * len(b), seen + len(b)
+        progress.step(epoch, step, {"loss": float(terms["loss"].detach())})
+    m = _close_epoch(fit, epoch, total, seen)
+    m["throughput_seq_s"] = seen * ctx.world_size / max(time.perf_counter() - t0, 1e-9)
+    return m
 
 
 def _train_classifier(cfg: Config, data: SkeletonSet, splits: Splits, train_idx: np.ndarray, ms2l: MS2L,
                       ctx: LoopContext) -> EvalResult:
-    """Fine-tune / semi / supervised / joint: the encoder trains with the classifier."""
-    strategy, o = cfg.evaluation.strategy, cfg.evaluation.optim
-    joint = strategy in ("joint", "pretrain_joint")
+    """Fine-tune / semi / supervised / joint: the encoder trains with the classifier (arXiv:2010.05599 §4.3)."""
+    row, o = strategy(cfg.evaluation.strategy), cfg.evaluation.optim
     seed_everything(derive_seed(cfg.seed, 0x11EA))
-    model = ClassifierModel(ms2l, LinearClassifier(cfg.model.hidden_size, data.num_classes), joint).to(ctx.device)
+    model = ClassifierModel(ms2l, LinearClassifier(cfg.model.hidden_size, data.num_classes), row.ssl_losses)
+    model = model.to(ctx.device)
     wrapped = ctx.wrap_model(model)
     opt, sched = build_optimizer(model.parameters(), o)
     precision = Precision.make(cfg.precision, ctx.device)
-    best: dict[str, float] = {}
-    best_state = copy.deepcopy(model.state_dict())
-    history: list[dict[str, float]] = []
-    train_lengths = bucket_lengths(cfg, data, train_idx)
     n_steps = len(train_batches(train_idx, o.batch_size, seed=cfg.seed, epoch=0, rank=ctx.rank,
-                                world_size=ctx.world_size, lengths=train_lengths))
+                                world_size=ctx.world_size, lengths=bucket_lengths(cfg, data, train_idx)))
     if n_steps == 0:
         raise ValueError(f"{len(train_idx)} labelled training samples: too few for batch size {o.batch_size}")
-    progress = Progress(ctx, o.epochs, n_steps, cfg.log_every, strategy)
-    guard = NonFiniteGuard(strategy, o.nonfinite_patience, "evaluation.optim.nonfinite_patience", n_steps, ctx.say)
-    for epoch in range(o.epochs):
-        seed_everything(derive_seed(cfg.seed, epoch, ctx.rank, 4))
-        gen = cpu_generator(derive_seed(cfg.seed, epoch, ctx.rank, 5))
-        wrapped.train()
-        total, seen, t0 = 0.0, 0, time.perf_counter()
-        progress.restart_epoch_clock()
-        for step, b in enumerate(train_batches(train_idx, o.batch_size, seed=cfg.seed, epoch=epoch, rank=ctx.rank,
-                                               world_size=ctx.world_size, lengths=train_lengths)):
-            x, lengths, y = data.batch(b, cfg.data.max_frames)
-            with precision.autocast():
-                out = wrapped(x.to(ctx.device), lengths.to(ctx.device), gen)
-            ce = F.cross_entropy(out.logits.float(), y.to(ctx.device))  # fp32 loss (no-op cast under fp32)
-            loss = ce if out.ssl is None else ce + out.ssl.loss
-            ssl_terms = {} if out.ssl is None else {k: v for k, v in out.ssl.metrics.items() if k.endswith("_loss")}
-            opt.zero_grad(set_to_none=True)
-            if not guard.ok(epoch, step, {"loss": loss, "cross_entropy": ce, **ssl_terms}):
-                continue
-            precision.backward(loss)
-            precision.step(opt, lambda: clip_per_module(unwrap(wrapped).children(), o.grad_clip))
-            total, seen = total + float(loss.detach()) * len(b), seen + len(b)
-            progress.step(epoch, step, {"loss": float(loss.detach())})
-        guard.end_epoch(epoch)
-        sched.step()
-        m = {"epoch": float(epoch + 1), "train_loss": total / max(seen, 1), "lr": opt.param_groups[0]["lr"],
-             "throughput_seq_s": seen * ctx.world_size / max(time.perf_counter() - t0, 1e-9)}
-        m.update(_evaluate_model(model, cfg, data, splits.val, ctx, "val", precision)[0])
-        history.append(m)
-        ctx.say(f"[{strategy}] epoch {epoch + 1}/{o.epochs} loss={m['train_loss']:.4f} val_top1={m['val_top1']:.2f}")
-        _hook(ctx, epoch, m, model, opt, sched, history, cfg, best)
-        if not best or m["val_top1"] > best["val_top1"]:
-            best = {"val_top1": m["val_top1"], "val_top5": m["val_top5"], "best_epoch": float(epoch + 1)}
-            best_state = copy.deepcopy(model.state_dict())
-    model.load_state_dict(best_state)
+    progress = Progress(ctx, o.epochs, n_steps, cfg.log_every, row.name)
+    guard = NonFiniteGuard(row.name, o.nonfinite_patience, "evaluation.optim.nonfinite_patience", n_steps, ctx.say)
+    fit = Fit(model, wrapped, opt, sched, guard)
+    hooks = _hooks(ctx, model)
+
+    def report(epoch: int, m: dict[str, float]) -> None:
+        ctx.say(f"[{row.name}] epoch {epoch + 1}/{o.epochs} loss={m['train_loss']:.4f} val_top1={m['val_top1']:.2f}")
+        hooks(epoch, m)
+
+    best, history = _select_on_val(
+        model, o.epochs, lambda epoch: _classifier_epoch(cfg, fit, data, train_idx, epoch, ctx, precision, progress),
+        lambda: _evaluate_model(model, cfg, data, splits.val, ctx, "val", precision)[0], report)
     test, cm = _evaluate_model(model, cfg, data, splits.test, ctx, "test", precision)
     best.update(test)
     return _finish(best, history, cm, model)
+
+
+def _starting_model(cfg: Config, data: SkeletonSet, row: Strategy, pretrained: MS2L | None,
+                    ctx: LoopContext) -> MS2L:
+    """A copy of ``pretrained`` for the strategies that start from it, else a fresh seeded model."""
+    if row.pretrained and pretrained is not None:
+        return copy.deepcopy(pretrained).to(ctx.device)
+    return new_model(cfg, data, ctx.device)
 
 
 def evaluate(cfg: Config, data: SkeletonSet, splits: Splits, pretrained: MS2L | None,
              ctx: LoopContext | None = None) -> EvalResult:
     """Run ``cfg.evaluation.strategy``; ``pretrained`` is None for a randomly initialised encoder.
 
-    Strategies that start from scratch (``supervised``, ``joint``) ignore ``pretrained``; the ones in
-    ``NEEDS_PRETRAINED`` fall back to a random encoder when given None (the usual baseline).
+    Strategies that start from scratch (``supervised``, ``joint``) ignore ``pretrained``; the others fall
+    back to a random encoder when given None (the usual baseline). :mod:`ms2l_ray.train.strategies`.
     """
     ctx = ctx or LoopContext()
-    strategy = cfg.evaluation.strategy
+    row = strategy(cfg.evaluation.strategy)
     train_idx = label_subset(splits.train, data.labels, cfg.evaluation.label_fraction, derive_seed(cfg.seed, 0x5E31))
-    if strategy in NEEDS_PRETRAINED and pretrained is not None:
-        ms2l = copy.deepcopy(pretrained).to(ctx.device)
-    else:
-        ms2l = new_model(cfg, data, ctx.device)
-    ctx.say(f"[{strategy}] {len(train_idx)} labelled training samples "
-            f"({'pretrained' if pretrained is not None and strategy in NEEDS_PRETRAINED else 'random'} encoder)")
-    if strategy == "knn":
+    ms2l = _starting_model(cfg, data, row, pretrained, ctx)
+    ctx.say(f"[{row.name}] {len(train_idx)} labelled training samples "
+            f"({'pretrained' if pretrained is not None and row.pretrained else 'random'} encoder)")
+    if row.trains == "nothing":
         result = _knn(cfg, data, splits, train_idx, ms2l, ctx)
-    elif strategy == "linear":
-        for p in ms2l.parameters():
-            p.requires_grad_(False)
+    elif row.trains == "probe":
+        ms2l.requires_grad_(False)
         result = _linear(cfg, data, splits, train_idx, ms2l, ctx)
     else:
         result = _train_classifier(cfg, data, splits, train_idx, ms2l, ctx)

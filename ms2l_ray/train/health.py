@@ -69,7 +69,8 @@ ACCURACY_TASKS = ("jigsaw", "contrastive")  # tasks that log ``<task>_acc``
 @dataclass(frozen=True)
 class HealthNote:
     """One finding. ``task``: motion | jigsaw | contrastive | encoder; ``kind``: chance | trivial | scale |
-    collapse; ``message``: one human-readable line with the numbers behind it."""
+    collapse; ``message``: one human-readable line with the numbers behind it.
+    """
 
     task: str
     kind: str
@@ -129,7 +130,8 @@ def _trivial(first: dict[str, float], task: str) -> HealthNote | None:
     """Judged on the *training* accuracy of epoch 1: it averages over the epoch's steps from the untrained
     model on, so ≈ 1 there means the task was solved from initialisation — the signal its gradient sees.
     (Validation after epoch 1 can read lower for a reason unrelated to difficulty: eval-mode BatchNorm uses
-    running statistics that a few steps have not settled.) Falls back to validation without training keys."""
+    running statistics that a few steps have not settled.) Falls back to validation without training keys.
+    """
     acc = next(((split, first[f"{split}_{task}_acc"]) for split in ("train", "val")
                 if math.isfinite(first.get(f"{split}_{task}_acc", math.nan))), None)
     if acc is None or acc[1] < TRIVIAL_ACC:

@@ -21,11 +21,6 @@ from ms2l_ray.train.pretrain import PretrainResult, pretrain
 from ms2l_ray.train.runtime import resolve_device
 
 
-def pretrain_summary(result: PretrainResult) -> dict[str, float]:
-    """Final metrics for ``--json``: each task's final loss and accuracy, validation and KNN probes."""
-    return {k: v for k, v in result.final.items()}
-
-
 def run_pretrain(cfg: Config, out_dir: str | Path | None, ctx: LoopContext | None = None,
                  resume: dict[str, Any] | None = None) -> PretrainResult:
     """Pretrain on ``cfg.data`` and (rank 0) save the artifact into ``out_dir``."""
@@ -43,40 +38,6 @@ def run_pretrain(cfg: Config, out_dir: str | Path | None, ctx: LoopContext | Non
 def with_encoder_config(cfg: Config, encoder_cfg: Config) -> Config:
     """Evaluation config whose model/task settings come from the pretrained encoder's own config."""
     return dataclasses.replace(cfg, model=encoder_cfg.model, tasks=encoder_cfg.tasks)
-
-
-def fetch_encoder(encoder: str, tracking_uri: str | None = None) -> str | None:
-    """``random`` → None; an MLflow URI (``runs:/<id>/encoder``) → a local download; a path → itself."""
-    if encoder == "random":
-        return None
-    if encoder.startswith(("runs:/", "models:/", "mlflow-artifacts:/")):
-        import mlflow.artifacts
-
-        from ms2l_ray.tracking.store import resolve_tracking_uri
-
-        uri = resolve_tracking_uri(tracking_uri)
-        if encoder.startswith("models:/"):
-            encoder = _logged_model_location(encoder, uri)
-        return str(mlflow.artifacts.download_artifacts(artifact_uri=encoder, tracking_uri=uri))
-    if not Path(encoder).exists():
-        raise FileNotFoundError(f"--encoder {encoder}: no such directory (expected a `ms2l pretrain --out` directory, "
-                                f"runs:/<run-id>/encoder, or 'random')")
-    return encoder
-
-
-def _logged_model_location(uri: str, tracking_uri: str | None) -> str:
-    """``models:/<model id>`` → the logged model's artifact location, looked up in *our* tracking store.
-
-    MLflow 3.17 resolves such a URI through a client on the process-wide default tracking URI, whatever
-    ``download_artifacts(tracking_uri=…)`` says, so another store's model is "not found"; a registered
-    model (``models:/<name>/<version>``) is left to MLflow.
-    """
-    from mlflow import MlflowClient
-
-    ref = uri.removeprefix("models:/").strip("/")
-    if not ref.startswith("m-") or "/" in ref:
-        return uri
-    return str(MlflowClient(tracking_uri=tracking_uri).get_logged_model(ref).artifact_location)
 
 
 def resolve_encoder(encoder: str, cfg: Config, source: str | None = None) -> tuple[MS2L | None, Config]:

@@ -14,6 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ms2l_ray.train.guard import NonFiniteGuard
+
 # hook(epoch, metrics, make_state): make_state() builds the full checkpoint dict only when asked for.
 EpochHook = Callable[[int, dict[str, float], Callable[[], dict[str, Any]]], None]
 
@@ -35,8 +37,31 @@ class LoopContext:
     progress: bool = True  # rank 0 prints progress lines
 
     def say(self, msg: str) -> None:
+        """Log ``msg`` once per job: from rank 0 only, and only when progress lines are on."""
         if self.rank == 0 and self.progress:
             self.log(msg)
+
+
+@dataclass
+class Fit:
+    """One training run's moving parts, handed to the epoch functions as one argument.
+
+    ``wrapped`` is what :attr:`LoopContext.wrap_model` made of ``model`` (DDP under Ray Train): forward and
+    backward go through it, while clipping, checkpoints and model selection read ``model`` itself.
+    """
+
+    model: nn.Module
+    wrapped: nn.Module
+    opt: torch.optim.Optimizer
+    sched: Any
+    guard: NonFiniteGuard
+
+    def close_epoch(self, epoch: int) -> float:
+        """End an epoch: the guard's all-skipped check, then the schedule step; returns the lr the epoch used."""
+        self.guard.end_epoch(epoch)
+        lr: float = self.opt.param_groups[0]["lr"]
+        self.sched.step()
+        return lr
 
 
 class Progress:
@@ -48,6 +73,7 @@ class Progress:
         self.done = 0
 
     def step(self, epoch: int, step: int, values: dict[str, float]) -> None:
+        """Count a step; every ``every`` steps (and at the epoch's last) say its values and the ETA."""
         self.done += 1
         if (step + 1) % self.every and step + 1 != self.steps:
             return
@@ -59,6 +85,7 @@ class Progress:
                      f"eta {eta:.0f}s")
 
     def restart_epoch_clock(self) -> None:
+        """Start the ETA clock at the epoch's first step, so evaluation between epochs does not count."""
         self.t0, self.done = time.perf_counter(), 0
 
 

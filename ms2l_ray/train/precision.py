@@ -71,6 +71,7 @@ class Precision:
 
     @classmethod
     def make(cls, requested: str, device: torch.device) -> Precision:
+        """The resolved precision for ``device`` (:func:`resolve_precision`), with a grad scaler for fp16 only."""
         name = resolve_precision(requested, device)
         scaler = torch.amp.GradScaler(device.type) if name == "fp16" else None
         return cls(name=name, device=device, scaler=scaler)
@@ -93,7 +94,8 @@ class Precision:
 
     def step(self, opt: torch.optim.Optimizer, clip: Callable[[], None]) -> None:
         """Clip and step: under fp16 the gradients are unscaled before ``clip`` and the step is skipped when
-        they overflowed (the scaler then lowers its scale)."""
+        they overflowed (the scaler then lowers its scale).
+        """
         if self.scaler is None:
             clip()
             opt.step()
@@ -112,5 +114,6 @@ class Precision:
         return self.scaler.state_dict() if self.scaler is not None else None
 
     def load_state_dict(self, state: dict[str, Any] | None) -> None:
+        """Restore the fp16 loss scale from a checkpoint, so a resumed run keeps scaling where it stopped."""
         if self.scaler is not None and state:
             self.scaler.load_state_dict(state)

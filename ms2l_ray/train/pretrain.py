@@ -17,14 +17,14 @@ import torch
 
 from ms2l_ray.config import Config, to_dict
 from ms2l_ray.data.container import SkeletonSet, Splits
-from ms2l_ray.model.ms2l import MS2L, build_ms2l
+from ms2l_ray.model.ms2l import MS2L, PretrainOutput, build_ms2l
 from ms2l_ray.train.batches import eval_batches, padded_lengths, train_batches
 from ms2l_ray.train.collectives import all_reduce_sum
 from ms2l_ray.train.features import extract_features
 from ms2l_ray.train.guard import NonFiniteGuard
 from ms2l_ray.train.health import HealthNote, assess, embedding_stats
 from ms2l_ray.train.knn import knn_accuracy
-from ms2l_ray.train.loop import LoopContext, Progress
+from ms2l_ray.train.loop import Fit, LoopContext, Progress
 from ms2l_ray.train.optim import build_optimizer, clip_per_module
 from ms2l_ray.train.precision import Precision
 from ms2l_ray.train.runtime import cpu_generator, derive_seed, seed_everything
@@ -33,7 +33,8 @@ from ms2l_ray.train.runtime import cpu_generator, derive_seed, seed_everything
 @dataclass
 class PretrainResult:
     """The trained model (unwrapped, on its device), per-epoch history, the last epoch's metrics and the
-    pretext-task health notes (:func:`ms2l_ray.train.health.assess` of the history; empty when healthy)."""
+    pretext-task health notes (:func:`ms2l_ray.train.health.assess` of the history; empty when healthy).
+    """
 
     model: MS2L
     history: list[dict[str, float]] = field(default_factory=list)
@@ -41,6 +42,7 @@ class PretrainResult:
 
     @property
     def final(self) -> dict[str, float]:
+        """The last epoch's metrics (empty before any epoch ran)."""
         return self.history[-1] if self.history else {}
 
 
@@ -52,7 +54,8 @@ def new_model(cfg: Config, data: SkeletonSet, device: torch.device) -> MS2L:
 
 def bucket_lengths(cfg: Config, data: SkeletonSet, idx: np.ndarray) -> np.ndarray | None:
     """Padded lengths of ``idx`` for the length-bucketed batch plans when ``data.bucketing`` is on, else None
-    (the random plans; :mod:`ms2l_ray.train.batches`)."""
+    (the random plans; :mod:`ms2l_ray.train.batches`).
+    """
     return padded_lengths(data.lengths, idx, cfg.data.max_frames) if cfg.data.bucketing else None
 
 
@@ -84,7 +87,8 @@ def knn_probe(model: MS2L, cfg: Config, data: SkeletonSet, splits: Splits, ctx: 
               precision: Precision | None = None) -> dict[str, float]:
     """KNN top-1/top-5 on validation features against the training bank (the early-stopping proxy), plus the
     validation embeddings' spread (``val_emb_std_mean/min``, ``val_emb_dead_frac``, ``val_samples``) that the
-    collapse check of :mod:`ms2l_ray.train.health` reads — the features are already extracted here."""
+    collapse check of :mod:`ms2l_ray.train.health` reads — the features are already extracted here.
+    """
     model.eval()
     kw: dict[str, Any] = dict(batch_size=cfg.pretrain.batch_size, max_frames=cfg.data.max_frames, device=ctx.device,
                               rank=ctx.rank, world_size=ctx.world_size, bucketing=cfg.data.bucketing,
@@ -97,9 +101,106 @@ def knn_probe(model: MS2L, cfg: Config, data: SkeletonSet, splits: Splits, ctx: 
     return {"val_knn_top1": acc["top1"], "val_knn_top5": acc["top5"], **spread}
 
 
+def _step_plan(cfg: Config, data: SkeletonSet, splits: Splits, ctx: LoopContext) -> tuple[np.ndarray | None, int]:
+    """The training part's padded lengths (length-bucketed plans, else None) and this rank's steps per epoch;
+    a training part too small for one batch raises here, before any epoch.
+    """
+    lengths = bucket_lengths(cfg, data, splits.train)
+    n_steps = len(train_batches(splits.train, cfg.pretrain.batch_size, seed=cfg.seed, epoch=0, rank=ctx.rank,
+                                world_size=ctx.world_size, lengths=lengths))
+    if n_steps == 0:
+        raise ValueError(f"training part has {len(splits.train)} samples: too few for batch size "
+                         f"{cfg.pretrain.batch_size}")
+    return lengths, n_steps
+
+
+def _restore(resume: dict[str, Any], fit: Fit, precision: Precision,
+             ctx: LoopContext) -> tuple[int, list[dict[str, float]]]:
+    """Load a ``make_state()`` checkpoint; return the first epoch still to run and the history so far.
+
+    The epoch re-seeding of :func:`_train_epoch` makes the continued run replay what an uninterrupted one
+    would have done, so the weights, optimiser moments, schedule and loss scale are all that is restored.
+    """
+    fit.model.load_state_dict(resume["model"])
+    fit.opt.load_state_dict(resume["optimizer"])
+    fit.sched.load_state_dict(resume["scheduler"])
+    precision.load_state_dict(resume.get("scaler"))
+    start = int(resume["epoch"]) + 1
+    ctx.say(f"[pretrain] resuming after epoch {start}")
+    return start, list(resume["history"])
+
+
+def _step_terms(out: PretrainOutput) -> dict[str, torch.Tensor]:
+    """The step's total loss first, then each pretext task's loss (what the non-finite guard names)."""
+    return {"loss": out.loss, **{k: v for k, v in out.metrics.items() if k.endswith("_loss")}}
+
+
+def _train_epoch(cfg: Config, fit: Fit, data: SkeletonSet, batches: list[np.ndarray], epoch: int, ctx: LoopContext,
+                 precision: Precision, progress: Progress) -> tuple[dict[str, float], int]:
+    """One epoch of the summed MS²L losses (arXiv:2010.05599 §3: motion prediction, jigsaw, contrastive) over
+    this rank's batches; returns the sample-weighted sums of the step metrics and the samples counted.
+
+    Re-seeded from ``(seed, epoch, rank)`` so a resumed run replays the same masks, jigsaw orders and dropout.
+    A step the guard skips is neither applied nor counted in the means.
+    """
+    seed_everything(derive_seed(cfg.seed, epoch, ctx.rank, 1))
+    gen = cpu_generator(derive_seed(cfg.seed, epoch, ctx.rank, 2))
+    fit.wrapped.train()
+    sums: dict[str, float] = defaultdict(float)
+    seen = 0
+    progress.restart_epoch_clock()
+    for step, b in enumerate(batches):
+        x, lengths, _ = data.batch(b, cfg.data.max_frames)
+        with precision.autocast():
+            out = fit.wrapped(x.to(ctx.device), lengths.to(ctx.device), gen)
+        fit.opt.zero_grad(set_to_none=True)
+        if not fit.guard.ok(epoch, step, _step_terms(out)):
+            continue
+        precision.backward(out.loss)
+        precision.step(fit.opt, lambda: clip_per_module(fit.model.children(), cfg.pretrain.grad_clip))
+        values = {"loss": float(out.loss.detach()), **{k: float(v.detach()) for k, v in out.metrics.items()}}
+        for k, v in values.items():
+            sums[k] += v * len(b)
+        seen += len(b)
+        progress.step(epoch, step, values)
+    return sums, seen
+
+
+def _epoch_metrics(sums: dict[str, float], seen: int, epoch: int, lr: float, elapsed: float, ctx: LoopContext,
+                   precision: Precision) -> dict[str, float]:
+    """The epoch's training metrics: ``train_*`` means, ``epoch``, the epoch's ``lr``, time and throughput
+    (clips per second over all ranks) and the resolved precision.
+    """
+    metrics = {f"train_{k}": v / seen for k, v in sums.items()}
+    metrics.update(epoch=float(epoch + 1), lr=lr, epoch_time_s=elapsed,
+                   throughput_seq_s=seen * ctx.world_size / max(elapsed, 1e-9), **precision.metrics())
+    return metrics
+
+
+def _knn_due(cfg: Config, splits: Splits, epoch: int) -> bool:
+    """Whether this epoch runs the KNN probe: every ``knn_every`` epochs and always the last one, so every
+    run reports the early-stopping proxy (needs a validation part).
+    """
+    last = epoch + 1 == cfg.pretrain.epochs
+    return bool(len(splits.val)) and (last or bool(cfg.knn_every and (epoch + 1) % cfg.knn_every == 0))
+
+
+def _report_health(history: list[dict[str, float]], cfg: Config, ctx: LoopContext) -> list[HealthNote]:
+    """Assess the pretext tasks over the history and say what was found (or that nothing was)."""
+    health = assess(history, cfg)
+    for note in health:
+        ctx.say(f"[health] {note.task} ({note.kind}): {note.message}")
+    if not health:
+        ctx.say("[health] pretext tasks look healthy (no chance-level, trivial, scale or collapse findings)")
+    return health
+
+
 def pretrain(cfg: Config, data: SkeletonSet, splits: Splits, ctx: LoopContext | None = None,
              resume: dict[str, Any] | None = None) -> PretrainResult:
     """Pretrain MS²L on the training part (labels unused) and report per-epoch metrics to the hooks.
+
+    The pretext tasks of arXiv:2010.05599 §3 train together from one encoder; every epoch also scores the
+    pretext losses on validation and, per :func:`_knn_due`, the KNN probe.
 
     Args:
         resume: a checkpoint dict from a hook's ``make_state()``; training continues after its epoch.
@@ -109,75 +210,41 @@ def pretrain(cfg: Config, data: SkeletonSet, splits: Splits, ctx: LoopContext | 
     wrapped = ctx.wrap_model(model)
     opt, sched = build_optimizer(model.parameters(), cfg.pretrain)
     precision = Precision.make(cfg.precision, ctx.device)
-    history: list[dict[str, float]] = []
-    start = 0
-    if resume is not None:
-        model.load_state_dict(resume["model"])
-        opt.load_state_dict(resume["optimizer"])
-        sched.load_state_dict(resume["scheduler"])
-        precision.load_state_dict(resume.get("scaler"))
-        history = list(resume["history"])
-        start = int(resume["epoch"]) + 1
-        ctx.say(f"[pretrain] resuming after epoch {start}")
     epochs, o = cfg.pretrain.epochs, cfg.pretrain
-    train_lengths = bucket_lengths(cfg, data, splits.train)
-    n_steps = len(train_batches(splits.train, o.batch_size, seed=cfg.seed, epoch=0, rank=ctx.rank,
-                                world_size=ctx.world_size, lengths=train_lengths))
-    if n_steps == 0:
-        raise ValueError(f"training part has {len(splits.train)} samples: too few for batch size {o.batch_size}")
+    train_lengths, n_steps = _step_plan(cfg, data, splits, ctx)
     progress = Progress(ctx, epochs, n_steps, cfg.log_every, "pretrain")
     guard = NonFiniteGuard("pretrain", o.nonfinite_patience, "pretrain.nonfinite_patience", n_steps, ctx.say)
+    fit = Fit(model, wrapped, opt, sched, guard)
+    start, history = _restore(resume, fit, precision, ctx) if resume is not None else (0, [])
     for epoch in range(start, epochs):
-        seed_everything(derive_seed(cfg.seed, epoch, ctx.rank, 1))
-        gen = cpu_generator(derive_seed(cfg.seed, epoch, ctx.rank, 2))
-        wrapped.train()
-        sums: dict[str, float] = defaultdict(float)
-        seen, t0 = 0, time.perf_counter()
-        progress.restart_epoch_clock()
+        t0 = time.perf_counter()
         batches = train_batches(splits.train, o.batch_size, seed=cfg.seed, epoch=epoch, rank=ctx.rank,
                                 world_size=ctx.world_size, lengths=train_lengths)
-        for step, b in enumerate(batches):
-            x, lengths, _ = data.batch(b, cfg.data.max_frames)
-            with precision.autocast():
-                out = wrapped(x.to(ctx.device), lengths.to(ctx.device), gen)
-            opt.zero_grad(set_to_none=True)
-            if not guard.ok(epoch, step, {"loss": out.loss, **{k: v for k, v in out.metrics.items()
-                                                              if k.endswith("_loss")}}):
-                continue  # skipped within nonfinite_patience: no update, not counted in the epoch means
-            precision.backward(out.loss)
-            precision.step(opt, lambda: clip_per_module(model.children(), o.grad_clip))
-            values = {"loss": float(out.loss.detach()), **{k: float(v.detach()) for k, v in out.metrics.items()}}
-            for k, v in values.items():
-                sums[k] += v * len(b)
-            seen += len(b)
-            progress.step(epoch, step, values)
-        guard.end_epoch(epoch)
-        lr = opt.param_groups[0]["lr"]
-        sched.step()
-        elapsed = time.perf_counter() - t0
-        metrics = {f"train_{k}": v / seen for k, v in sums.items()}
-        metrics.update(epoch=float(epoch + 1), lr=lr, epoch_time_s=elapsed,
-                       throughput_seq_s=seen * ctx.world_size / max(elapsed, 1e-9), **precision.metrics())
+        sums, seen = _train_epoch(cfg, fit, data, batches, epoch, ctx, precision, progress)
+        lr = fit.close_epoch(epoch)
+        metrics = _epoch_metrics(sums, seen, epoch, lr, time.perf_counter() - t0, ctx, precision)
         metrics.update(_validate(wrapped, cfg, data, splits.val, ctx, precision))
-        last = epoch + 1 == epochs
-        if len(splits.val) and (last or (cfg.knn_every and (epoch + 1) % cfg.knn_every == 0)):
+        if _knn_due(cfg, splits, epoch):
             metrics.update(knn_probe(model, cfg, data, splits, ctx, precision))
         history.append(metrics)
-        ctx.say(f"[pretrain] epoch {epoch + 1}/{epochs} " + " ".join(
-            f"{k}={v:.4f}" for k, v in metrics.items() if k.startswith(("train_", "val_"))))
+        _report_epoch(ctx, epoch, metrics, fit, history, cfg, data, precision)
+    return PretrainResult(model=model, history=history, health=_report_health(history, cfg, ctx))
 
-        def make_state(epoch: int = epoch) -> dict[str, Any]:
-            # Deep copies: state_dict() aliases live tensors that the next step would overwrite.
-            return copy.deepcopy({"kind": "pretrain", "epoch": epoch, "model": model.state_dict(),
-                                  "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                                  "history": list(history), "config": to_dict(cfg),
-                                  "num_features": data.num_features, "scaler": precision.state_dict()})
 
-        for hook in ctx.hooks:
-            hook(epoch, metrics, make_state)
-    health = assess(history, cfg)
-    for note in health:
-        ctx.say(f"[health] {note.task} ({note.kind}): {note.message}")
-    if not health:
-        ctx.say("[health] pretext tasks look healthy (no chance-level, trivial, scale or collapse findings)")
-    return PretrainResult(model=model, history=history, health=health)
+def _report_epoch(ctx: LoopContext, epoch: int, metrics: dict[str, float], fit: Fit, history: list[dict[str, float]],
+                  cfg: Config, data: SkeletonSet, precision: Precision) -> None:
+    """Log the epoch's line and hand the epoch to the hooks with a lazy checkpoint: what :func:`_restore`
+    needs to resume after it.
+    """
+    ctx.say(f"[pretrain] epoch {epoch + 1}/{cfg.pretrain.epochs} " + " ".join(
+        f"{k}={v:.4f}" for k, v in metrics.items() if k.startswith(("train_", "val_"))))
+
+    def make_state() -> dict[str, Any]:
+        # Deep copies: state_dict() aliases live tensors that the next step would overwrite.
+        return copy.deepcopy({"kind": "pretrain", "epoch": epoch, "model": fit.model.state_dict(),
+                              "optimizer": fit.opt.state_dict(), "scheduler": fit.sched.state_dict(),
+                              "history": list(history), "config": to_dict(cfg),
+                              "num_features": data.num_features, "scaler": precision.state_dict()})
+
+    for hook in ctx.hooks:
+        hook(epoch, metrics, make_state)

@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from tensor_helpers import padded_batch
 
 from ms2l_ray.contract import valid_mask
 from ms2l_ray.pretext.augment import (
@@ -25,13 +26,6 @@ def indexed_batch(lengths: list[int], t_max: int) -> tuple[torch.Tensor, torch.T
     t = torch.arange(t_max, dtype=torch.float32) + 1
     x = torch.stack([t.expand(n, t_max), torch.arange(n, dtype=torch.float32)[:, None].expand(n, t_max)], -1)
     return x * valid_mask(lens, t_max).unsqueeze(-1), lens  # [N, T, 2]
-
-
-def random_batch(n: int, t_max: int, f: int, seed: int, min_len: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    lens = torch.randint(min_len, t_max + 1, (n,), generator=g)
-    x = torch.randn(n, t_max, f, generator=g)
-    return x * valid_mask(lens, t_max).unsqueeze(-1), lens
 
 
 # ---- permutation table ------------------------------------------------------------------------------------
@@ -63,7 +57,7 @@ def test_kept_frames_is_reference_ceil() -> None:
 
 
 def test_temporal_mask_zeroes_exactly_the_tail() -> None:
-    x, lens = random_batch(4, 12, 5, seed=0)
+    x, lens = padded_batch(4, 12, 5, seed=0)
     lens = torch.tensor([10, 11, 3, 1])
     x = x + 1.0  # non-zero everywhere, including padding, so every kept/zeroed frame is visible
     before = x.clone()
@@ -77,13 +71,13 @@ def test_temporal_mask_zeroes_exactly_the_tail() -> None:
 
 
 def test_temporal_mask_ratio_zero_keeps_valid_frames() -> None:
-    x, lens = random_batch(3, 8, 4, seed=1)
+    x, lens = padded_batch(3, 8, 4, seed=1)
     assert torch.equal(temporal_mask(x, lens, 0.0), x)
 
 
 @pytest.mark.parametrize("ratio", [1.0, -0.1, 1.5])
 def test_temporal_mask_rejects_bad_ratio(ratio: float) -> None:
-    x, lens = random_batch(2, 8, 3, seed=0)
+    x, lens = padded_batch(2, 8, 3, seed=0)
     with pytest.raises(ValueError, match=r"mask_ratio must be in \[0, 1\)"):
         temporal_mask(x, lens, ratio)
 
@@ -113,7 +107,7 @@ def test_jigsaw_output_segment_k_holds_input_segment_perm_k() -> None:
 
 
 def test_jigsaw_permutes_whole_valid_frames_only() -> None:
-    x, lens = random_batch(6, 20, 4, seed=3, min_len=3)
+    x, lens = padded_batch(6, 20, 4, seed=3, min_len=3)
     out, _ = temporal_jigsaw(x, lens, 3, torch.Generator().manual_seed(1))
     pad = ~valid_mask(lens, 20)
     assert torch.count_nonzero(out[pad]) == 0
@@ -124,7 +118,7 @@ def test_jigsaw_permutes_whole_valid_frames_only() -> None:
 
 
 def test_jigsaw_does_not_mutate_inputs_even_for_short_clips() -> None:
-    x, lens = random_batch(4, 12, 3, seed=2)
+    x, lens = padded_batch(4, 12, 3, seed=2)
     lens[0] = 1  # len < seg_num: the reference wrote T into the caller's lengths here
     x_before, lens_before = x.clone(), lens.clone()
     temporal_jigsaw(x, lens, 3, torch.Generator().manual_seed(0))
@@ -150,14 +144,14 @@ def test_jigsaw_short_identity_keeps_clip_and_labels_zero() -> None:
 # ---- temporal jigsaw: seeding, labels, oracle ------------------------------------------------------------
 
 def test_jigsaw_same_seed_same_output() -> None:
-    x, lens = random_batch(8, 16, 3, seed=4)
+    x, lens = padded_batch(8, 16, 3, seed=4)
     a, ya = temporal_jigsaw(x, lens, 3, torch.Generator().manual_seed(7))
     b, yb = temporal_jigsaw(x, lens, 3, torch.Generator().manual_seed(7))
     assert torch.equal(a, b) and torch.equal(ya, yb)
 
 
 def test_jigsaw_labels_cover_all_classes_uniformly() -> None:
-    x, lens = random_batch(600, 8, 1, seed=5)
+    x, lens = padded_batch(600, 8, 1, seed=5)
     _, y = temporal_jigsaw(x, lens, 3, torch.Generator().manual_seed(0))
     counts = torch.bincount(y, minlength=6)
     assert counts.min() > 60 and counts.max() < 140  # 100 expected per class
@@ -166,7 +160,7 @@ def test_jigsaw_labels_cover_all_classes_uniformly() -> None:
 @pytest.mark.parametrize("seg_num", [2, 3, 4, 5])
 @pytest.mark.parametrize("short", ["reference", "identity"])
 def test_vectorised_jigsaw_equals_loop_oracle(seg_num: int, short: str) -> None:
-    x, lens = random_batch(16, 24, 5, seed=seg_num)
+    x, lens = padded_batch(16, 24, 5, seed=seg_num)
     lens[:2] = torch.tensor([1, seg_num - 1])  # short clips included
     a, ya = temporal_jigsaw(x, lens, seg_num, torch.Generator().manual_seed(11), short=short)  # type: ignore[arg-type]
     b, yb = reference_jigsaw_loop(x, lens, seg_num, torch.Generator().manual_seed(11), short=short)  # type: ignore[arg-type]
@@ -174,7 +168,7 @@ def test_vectorised_jigsaw_equals_loop_oracle(seg_num: int, short: str) -> None:
 
 
 def test_jigsaw_rejects_bad_arguments() -> None:
-    x, lens = random_batch(2, 8, 3, seed=0)
+    x, lens = padded_batch(2, 8, 3, seed=0)
     with pytest.raises(ValueError, match=r"labels must lie in 0..5 for seg_num=3"):
         temporal_jigsaw(x, lens, 3, labels=torch.tensor([0, 6]))
     with pytest.raises(ValueError, match="short must be one of"):

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from tensor_helpers import stable_history
 
 from ms2l_ray.config import Config, ConfigError, from_dict, load_config, to_dict
 from ms2l_ray.data.source import load_dataset
@@ -22,11 +23,6 @@ QUIET = LoopContext(progress=False)
 
 def smoke(*overrides: str) -> Config:
     return load_config("smoke", overrides=["data.builtin_sequences=160", *overrides])
-
-
-def _stable(history: list[dict[str, float]]) -> list[dict[str, float]]:
-    """History without wall-clock fields."""
-    return [{k: v for k, v in h.items() if "time" not in k and "throughput" not in k} for h in history]
 
 
 def _pretrain_history(cfg: Config) -> list[dict[str, float]]:
@@ -167,7 +163,7 @@ def test_stored_configs_without_the_new_fields_replay_their_old_behaviour() -> N
 def test_pretraining_with_bucketing_is_reproducible() -> None:
     cfg = smoke("pretrain.epochs=2", "data.bucketing=true")
     first = _pretrain_history(cfg)
-    assert _stable(_pretrain_history(cfg)) == _stable(first)
+    assert stable_history(_pretrain_history(cfg)) == stable_history(first)
     plain = _pretrain_history(smoke("pretrain.epochs=2", "data.bucketing=false"))
     assert plain[0]["train_loss"] != first[0]["train_loss"]  # the plan changes the batches
 
@@ -213,7 +209,7 @@ def test_fp32_pretraining_numbers_are_unchanged() -> None:
     # loop's arithmetic moves it by far more.
     assert [h["train_loss"] for h in hist] == pytest.approx(FP32_TRAIN_LOSS, rel=1e-6, abs=0)
     assert [h[PRECISION_METRIC] for h in hist] == [0.0, 0.0]
-    assert _stable(auto) == _stable(hist)
+    assert stable_history(auto) == stable_history(hist)
 
 
 def test_bf16_pretraining_runs_on_cpu_with_finite_losses() -> None:

@@ -5,12 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from paths import SHARED_DATA
 
 from ms2l_ray.data.classes import NTU60, NTU120, NW_UCLA, PKU_MMD, class_names
 from ms2l_ray.data.prepare import info, prepare
 from ms2l_ray.data.store import open_store
 
-NTU_DIR = Path(__file__).resolve().parents[3] / "shared" / "data" / "ntu-samples"
+NTU_DIR = SHARED_DATA / "ntu-samples"
 
 
 def test_lists_have_the_datasets_class_counts_and_known_anchors() -> None:

@@ -8,7 +8,6 @@ checked on real gloo process groups (world size 1 in-process, world size 2 spawn
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,18 +17,13 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from net_helpers import free_port
 
 from ms2l_ray.data.container import SkeletonSet
 from ms2l_ray.train import collectives
 from ms2l_ray.train.collectives import all_gather_cat, all_reduce_sum, backend_device
 from ms2l_ray.train.evaluate import _summarise
 from ms2l_ray.train.features import extract_features
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class _Stop(Exception):
@@ -122,7 +116,7 @@ def test_feature_gather_goes_to_the_nccl_device(fake_nccl: _Recorder) -> None:
 
 @pytest.fixture
 def gloo_world_of_one() -> Iterator[None]:
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{_free_port()}", rank=0, world_size=1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{free_port()}", rank=0, world_size=1)
     try:
         yield
     finally:
@@ -160,7 +154,7 @@ def _two_rank_worker(rank: int, port: int, out_dir: str) -> None:
 
 
 def test_gloo_world_of_two(tmp_path: Path) -> None:
-    mp.spawn(_two_rank_worker, args=(_free_port(), str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_two_rank_worker, args=(free_port(), str(tmp_path)), nprocs=2, join=True)
     expected = {"hits": [3.0, 30.0, 1.0], "hits_dtype": "torch.float64", "cm": [[1, 2], [4, 3]],
                 "cm_dtype": "torch.int64", "feats": [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], "feats_shape": [2, 3],
                 "labels": [7, 8, 9, 10, 11], "labels_dtype": "torch.int64"}

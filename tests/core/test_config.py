@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from paths import REPO
 
 from ms2l_ray.config import (
     PRESETS,
@@ -97,7 +102,7 @@ def test_bad_yaml_file_and_unknown_preset(tmp_path: Path) -> None:
     bad.write_text("tasks: [unclosed\n")
     with pytest.raises(ConfigError, match="cannot read config file"):
         load_config("smoke", bad)
-    with pytest.raises(ConfigError, match="unknown preset 'huge'"):
+    with pytest.raises(ConfigError, match=r"^preset: must be one of \['paper', 'small', 'smoke'\], got 'huge'$"):
         load_config("huge")
     (tmp_path / "k.yaml").write_text("pretrain:\n  epoch: 3\n")
     with pytest.raises(ConfigError, match=r"k\.yaml.*\n.*pretrain\.epoch: unknown key"):
@@ -118,3 +123,41 @@ def test_flatten_unflatten_and_hash() -> None:
     assert "evaluation.optim.lr" in flatten(d)
     assert config_hash(Config()) == config_hash(Config())
     assert config_hash(Config()) != config_hash(apply_delta(Config(), {"seed": 1}))
+
+
+HASHED = {"default": ([], "paper"), "smoke+grid": (["evaluation.lr_grid=[0.1,0.01]", "seed=3"], "smoke"),
+          "small+tasks": (["tasks.jigsaw_weight=0", "data.dataset=/x/y.arrow"], "small")}
+
+
+def test_config_hash_is_the_same_in_another_process() -> None:
+    """``--resume`` finds a run by its config hash, computed by an earlier process: the hash must not depend on
+    anything process-local (str hash randomisation, dict or set order), so a fresh interpreter with another
+    ``PYTHONHASHSEED`` must compute the very same values."""
+    here = {k: config_hash(load_config(preset, overrides=o)) for k, (o, preset) in HASHED.items()}
+    code = ("import json, sys; from ms2l_ray.config import config_hash, load_config; "
+            "print(json.dumps({k: config_hash(load_config(p, overrides=o)) for k, (o, p) in "
+            "json.loads(sys.argv[1]).items()}))")
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    done = subprocess.run([sys.executable, "-c", code, json.dumps(HASHED)], capture_output=True, text=True,
+                          env=env, check=True, cwd=REPO)
+    assert json.loads(done.stdout) == here
+    assert len(set(here.values())) == 3 and here["default"] == config_hash(Config())
+
+
+def test_compose_applies_file_then_layers_then_set_and_names_them(tmp_path: Path) -> None:
+    """The one composition path (issue 11): later layers win, ``--set`` last; errors name every layer."""
+    from ms2l_ray.config import compose
+
+    f = tmp_path / "c.yaml"
+    f.write_text("tasks: {temperature: 0.5}\nseed: 3\n")
+    cfg = compose("smoke", f, [("cell", {"tasks": {"temperature": 0.7}, "seed": 4}), ("empty", None),
+                               ("seed", {"seed": 5})], ["tasks.temperature=0.8"])
+    assert (cfg.tasks.temperature, cfg.seed) == (0.8, 5)
+    assert compose("smoke", f).tasks.temperature == 0.5
+    with pytest.raises(ConfigError) as err:
+        compose("smoke", None, [("grid.yaml: config", {"seed": 1}), ("cell 'x'", {"tasks": {"temperature": -1}})],
+                ["seed=2"])
+    assert str(err.value).startswith("invalid overrides (grid.yaml: config, cell 'x', seed=2):\n  tasks.temperature")
+    f.write_text("tasks: {temperature: -1}\n")
+    with pytest.raises(ConfigError, match=f"^invalid config file {f}:"):
+        compose("smoke", f, [("cell", {"tasks": {"temperature": 0.7}})])

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from paths import SHARED_DATA
 
 from ms2l_ray.data.errors import DataFormatError
 from ms2l_ray.data.preprocess import PreprocessConfig
@@ -21,8 +22,8 @@ from ms2l_ray.data.readers.pku import read_pku, read_pku_split, video_samples
 from ms2l_ray.data.readers.stgcn import iter_stgcn, read_label_pkl
 from ms2l_ray.data.readers.ucla import read_ucla, read_ucla_file
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
-NTU_DIR, UCLA_DIR, PKU_DIR = DATA / "ntu-samples", DATA / "nw-ucla" / "all_sqe", DATA / "pku-mmd-samples"
+NTU_DIR, UCLA_DIR, PKU_DIR = (SHARED_DATA / "ntu-samples", SHARED_DATA / "nw-ucla" / "all_sqe",
+                              SHARED_DATA / "pku-mmd-samples")
 RAW = PreprocessConfig(denoise=False)
 
 

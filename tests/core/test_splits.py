@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from paths import SHARED_DATA
 
 from ms2l_ray.data.container import SkeletonSet, Splits
 from ms2l_ray.data.prepare import prepare
@@ -20,8 +21,6 @@ from ms2l_ray.data.splits import (
     make_splits,
 )
 from ms2l_ray.data.store import open_store
-
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 
 # Copied by hand from shared/REFERENCE.md §3, so that a typo in the module cannot hide in both places.
 REF_NTU60_XSUB = {1, 2, 4, 5, 8, 9, 13, 14, 15, 16, 17, 18, 19, 25, 27, 28, 31, 34, 35, 38}
@@ -120,7 +119,7 @@ def test_split_lists_by_group() -> None:
 
 
 def test_pku_real_split_files() -> None:
-    data = read_pku(DATA / "pku-mmd-samples")
+    data = read_pku(SHARED_DATA / "pku-mmd-samples")
     xsub = make_splits(data, "pku-xsub", val_fraction=0.0, seed=0)
     assert len(xsub.train) == 24 and len(xsub.test) == 0  # video 0005 is a cross-subject training video
     xview = make_splits(data, "pku-xview", val_fraction=0.0, seed=0)
@@ -130,7 +129,7 @@ def test_pku_real_split_files() -> None:
 
 def test_nw_ucla_real_counts(tmp_path: Path) -> None:
     start = time.perf_counter()
-    report = prepare("nw-ucla", DATA / "nw-ucla", tmp_path / "ucla.arrow")
+    report = prepare("nw-ucla", SHARED_DATA / "nw-ucla", tmp_path / "ucla.arrow")
     seconds = time.perf_counter() - start
     assert report.num_sequences == 1484 and report.bad == [] and seconds < 30
     data = open_store(tmp_path / "ucla.arrow")

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
+from paths import SHARED_DATA
 
 from ms2l_ray.cli.data_cmds import add_data_commands
 from ms2l_ray.data.container import SkeletonSet
@@ -19,8 +20,6 @@ from ms2l_ray.data.prepare import FORMATS, info, prepare
 from ms2l_ray.data.preprocess import PreprocessConfig
 from ms2l_ray.data.splits import make_splits
 from ms2l_ray.data.store import open_store, store_schema, write_store, write_store_chunks
-
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 
 
 def _set(lengths: list[int], seed: int = 0, **meta: object) -> SkeletonSet:
@@ -172,7 +171,7 @@ def test_prepare_unknown_format() -> None:
 def _ntu_dir(tmp_path: Path) -> Path:
     src = tmp_path / "ntu"
     src.mkdir()
-    for p in sorted((DATA / "ntu-samples").glob("*.skeleton"))[:3]:
+    for p in sorted((SHARED_DATA / "ntu-samples").glob("*.skeleton"))[:3]:
         (src / p.name).write_bytes(p.read_bytes())
     (src / "NTU_RGBD_samples_with_missing_skeletons.txt").write_text("S001C002P005R002A008\n")
     (src / "S001C002P005R002A008.skeleton").write_bytes(b"0\r\n")  # a listed empty sample
@@ -206,8 +205,8 @@ def test_cli_prepare_and_info(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     parser = argparse.ArgumentParser(prog="ms2l")
     add_data_commands(parser.add_subparsers(dest="command", required=True))
     out = tmp_path / "pku.arrow"
-    args = parser.parse_args(["data", "prepare", "pku-mmd", str(DATA / "pku-mmd-samples"), str(out), "--no-align",
-                              "--resample", "16"])
+    args = parser.parse_args(["data", "prepare", "pku-mmd", str(SHARED_DATA / "pku-mmd-samples"), str(out),
+                              "--no-align", "--resample", "16"])
     assert args.func(args) == 0
     assert "wrote 24 sequences" in capsys.readouterr().out
     data = open_store(out)

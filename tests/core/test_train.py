@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from tensor_helpers import stable_history
 
 from ms2l_ray.cli.main import main
 from ms2l_ray.config import STRATEGIES, Config, load_config
@@ -87,18 +88,13 @@ def _history(cfg: Config, resume: dict[str, Any] | None = None, stop_after: int 
     return result.history, states
 
 
-def _stable(history: list[dict[str, float]]) -> list[dict[str, float]]:
-    """History without wall-clock fields."""
-    return [{k: v for k, v in h.items() if "time" not in k and "throughput" not in k} for h in history]
-
-
 def test_pretraining_is_reproducible_and_resumes_exactly() -> None:
     cfg = smoke("pretrain.epochs=3")
     full, states = _history(cfg)
     again, _ = _history(cfg)
-    assert _stable(again) == _stable(full)  # same seed ⇒ the same loss stream, exactly, on CPU
+    assert stable_history(again) == stable_history(full)  # same seed ⇒ the same loss stream, exactly, on CPU
     resumed, _ = _history(cfg, resume=states[0])
-    assert _stable(resumed) == _stable(full)
+    assert stable_history(resumed) == stable_history(full)
     assert [h["epoch"] for h in resumed] == [1.0, 2.0, 3.0]
     other, _ = _history(smoke("pretrain.epochs=3", "seed=5"))
     assert other[-1]["train_loss"] != full[-1]["train_loss"]

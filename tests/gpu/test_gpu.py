@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from gpu_helpers import require_cuda
+from tensor_helpers import padded_batch
 
 from ms2l_ray.config import load_config
 from ms2l_ray.data.source import load_dataset
@@ -22,8 +23,7 @@ def test_forward_matches_cpu() -> None:
     cfg = load_config("smoke")
     torch.manual_seed(0)
     model = build_ms2l(cfg.model, cfg.tasks, 150).eval()
-    x, lengths = torch.randn(8, 24, 150), torch.randint(3, 25, (8,))
-    x = x * (torch.arange(24)[None, :, None] < lengths[:, None, None])
+    x, lengths = padded_batch(8, 24, 150, seed=0, min_len=3)
     cpu = model(x, lengths, cpu_generator(1))
     gpu_model = build_ms2l(cfg.model, cfg.tasks, 150)
     gpu_model.load_state_dict(model.state_dict())

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from gpu_helpers import require_cuda
+from net_helpers import free_port
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
@@ -38,12 +38,6 @@ pytestmark = pytest.mark.gpu
 EPOCHS = 2  # the smoke preset's pretraining and evaluation epochs
 OVERRIDES = ["data.builtin_sequences=160", "knn_every=1", f"pretrain.epochs={EPOCHS}",
              f"evaluation.optim.epochs={EPOCHS}"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _config(strategy: str | None = None) -> Config:
@@ -125,7 +119,7 @@ def check_results(root: Path, world_size: int, device_type: str) -> None:
 
 def test_world_of_one_on_nccl(tmp_path: Path) -> None:
     require_cuda()
-    rank_body(0, 1, _free_port(), "nccl", str(tmp_path))
+    rank_body(0, 1, free_port(), "nccl", str(tmp_path))
     check_results(tmp_path, 1, "cuda")
 
 
@@ -133,5 +127,5 @@ def test_world_of_two_on_nccl(tmp_path: Path) -> None:
     require_cuda()
     if torch.cuda.device_count() < 2:
         pytest.skip(f"world size 2 needs 2 GPUs; this machine has {torch.cuda.device_count()}")
-    mp.spawn(rank_body, args=(2, _free_port(), "nccl", str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(rank_body, args=(2, free_port(), "nccl", str(tmp_path)), nprocs=2, join=True)
     check_results(tmp_path, 2, "cuda")

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from mlflow_helpers import client
+from paths import REPO
 
 from tools.check_cluster import (
     ClusterConfigError,
@@ -26,7 +28,6 @@ from tools.check_cluster import (
     validate_file,
 )
 
-REPO = Path(__file__).resolve().parents[2]
 CLUSTER = REPO / "cluster"
 FILES = sorted(p.name for p in CLUSTER.iterdir() if p.is_file())
 
@@ -365,20 +366,17 @@ def test_check_dir_reports_every_problem_at_once(tmp_path: Path, capsys: pytest.
 
 # --- no secrets logged as MLflow params ------------------------------------------------------------------
 
-def test_credentials_are_masked_in_mlflow_params(tmp_path: Path) -> None:
-    from mlflow.tracking import MlflowClient
-
+def test_credentials_are_masked_in_mlflow_params(tmp_path: Path, sqlite_uri: str) -> None:
     from ms2l_ray.config import flatten
     from ms2l_ray.tracking.runs import start_run
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    run = start_run(uri, "secrets", "masked")
+    run = start_run(sqlite_uri, "secrets", "masked")
     params = flatten({"env": {"MLFLOW_TRACKING_PASSWORD": "hunter2", "AWS_SECRET_ACCESS_KEY": "hunter3",
                               "MLFLOW_TRACKING_URI": "http://mlflow:5000", "RAY_AUTH_TOKEN": "hunter4"},
                       "storage": {"api_key": "hunter5", "path": "s3://bucket/x"}, "seed": 3})
     run.log_params(params)
     run.end()
-    logged = MlflowClient(tracking_uri=uri).get_run(run.run_id).data.params
+    logged = client(sqlite_uri).get_run(run.run_id).data.params
     assert logged["env.MLFLOW_TRACKING_PASSWORD"] == "***"
     assert logged["env.AWS_SECRET_ACCESS_KEY"] == "***"
     assert logged["env.RAY_AUTH_TOKEN"] == "***"

@@ -5,18 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from paths import EXPERIMENTS
 
 from ms2l_ray.config import apply_delta, load_config
 from ms2l_ray.studies.experiment import load_experiment
 
-EXPERIMENTS = sorted((Path(__file__).resolve().parents[2] / "experiments").glob("*.yaml"))
+SHIPPED = sorted(EXPERIMENTS.glob("*.yaml"))
 
 
 def test_the_shipped_experiments_are_found() -> None:
-    assert {p.stem for p in EXPERIMENTS} >= {"small", "smoke", "nw-ucla"}
+    assert {p.stem for p in SHIPPED} >= {"small", "smoke", "nw-ucla"}
 
 
-@pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
 def test_experiment_resolves(path: Path) -> None:
     exp = load_experiment(path)
     cfg = apply_delta(load_config(exp.preset), exp.config, str(path))
@@ -25,7 +26,7 @@ def test_experiment_resolves(path: Path) -> None:
 
 
 def test_nw_ucla_experiment_is_the_paper_scale_protocol() -> None:
-    exp = load_experiment(EXPERIMENTS[[p.stem for p in EXPERIMENTS].index("nw-ucla")])
+    exp = load_experiment(EXPERIMENTS / "nw-ucla.yaml")
     cfg = apply_delta(load_config(exp.preset), exp.config)
     assert (cfg.model.hidden_size, cfg.model.num_layers, cfg.tasks.jigsaw_segments, cfg.tasks.temperature) == (
         600, 2, 3, 0.9)

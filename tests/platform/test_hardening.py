@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from mlflow_helpers import client
+from paths import ABLATIONS, EXPERIMENTS, SEARCH_SPACES, SHARED_DATA
 
 from ms2l_ray.cli.errors import exit_code, message
 from ms2l_ray.cli.main import absolute_args, build_parser, main
@@ -32,7 +34,6 @@ from ms2l_ray.names import NAME_PATTERN, absolute_path, check_name, unique_name
 from ms2l_ray.redact import is_secret_key, redact_text, redact_uri, split_credentials
 from ms2l_ray.tracking.store import TrackingError, check_reachable, health_request
 
-SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"  # as in conftest.py
 UCLA = SHARED_DATA / "nw-ucla" / "all_sqe"
 PKU = SHARED_DATA / "pku-mmd-samples"
 MS2L = str(Path(sys.executable).with_name("ms2l"))
@@ -309,9 +310,8 @@ NAME_REFUSED = [  # (argv, message)
 @pytest.mark.parametrize(("argv", "field"), NAME_REFUSED, ids=[" ".join(a[:1] + a[-3:]) for a, _ in NAME_REFUSED])
 def test_cli_refuses_bad_names_before_any_work(files: Path, argv: list[str], field: str,
                                                capsys: pytest.CaptureFixture[str]) -> None:
-    repo = Path(__file__).resolve().parents[2]
-    (files / "grid.yaml").write_bytes((repo / "ablations" / "quick.yaml").read_bytes())
-    (files / "space.yaml").write_bytes((repo / "search_spaces" / "quick.yaml").read_bytes())
+    (files / "grid.yaml").write_bytes((ABLATIONS / "quick.yaml").read_bytes())
+    (files / "space.yaml").write_bytes((SEARCH_SPACES / "quick.yaml").read_bytes())
     listing = sorted(p.name for p in files.iterdir())
     code, err = run_cli(argv, capsys)
     value = argv[argv.index(field) + 1]
@@ -373,8 +373,8 @@ def test_redact_text_and_credentials_split() -> None:
 
 
 def test_one_secret_key_detector() -> None:
-    from tools import check_cluster
     from ms2l_ray.tracking.runs import mask_secrets
+    from tools import check_cluster
 
     assert check_cluster.is_secret_key is is_secret_key
     params = {"db_password": "pw", "PGPASSWORD": "pw", "apiKey": "k", "data.dataset": "s3://key:secret@bucket/x",
@@ -387,7 +387,7 @@ def test_one_secret_key_detector() -> None:
 
 
 def test_logged_params_and_tags_carry_no_credentials(sqlite_uri: str) -> None:
-    from ms2l_ray.tracking.runs import client, start_run
+    from ms2l_ray.tracking.runs import start_run
 
     run = start_run(sqlite_uri, "hardening", "r", tags={"encoder": "s3://AKIAKEY:topsecret@bucket/enc"})
     run.log_params({"data.dataset": "s3://AKIAKEY:topsecret@bucket/ucla.arrow", "db_token": "t0k",
@@ -573,23 +573,21 @@ def test_exit_code_policy(exc: BaseException, code: int, text: str) -> None:
     assert "Traceback" not in message(exc)
 
 
-def test_report_of_an_experiment_named_dotdot_stays_in_reports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+def test_report_of_an_experiment_named_dotdot_stays_in_reports(tmp_path: Path, sqlite_uri: str,
+                                                               monkeypatch: pytest.MonkeyPatch,
                                                                capsys: pytest.CaptureFixture[str]) -> None:
-    from ms2l_ray.tracking.runs import client
-
     monkeypatch.chdir(tmp_path)
-    uri = f"sqlite:///{tmp_path / 'm.db'}"
-    c = client(uri)
+    c = client(sqlite_uri)
     run = c.create_run(c.create_experiment(".."), run_name="x", tags={"kind": "pretrain"})
     c.set_terminated(run.info.run_id)
     capsys.readouterr()  # MLflow's own log lines from creating the store
     listing = sorted(p.name for p in tmp_path.parent.iterdir())
-    code, err = run_cli(["report", "..", "--tracking-uri", uri, "--no-attach"], capsys)
+    code, err = run_cli(["report", "..", "--tracking-uri", sqlite_uri, "--no-attach"], capsys)
     assert (code, err) == (2, "ms2l report: error: report folder reports/<target> (choose another with --out): "
                               "letters, digits, '_', '.', '-' only, not starting with '.', and no path separators, "
                               "got '..'\n")
     assert sorted(p.name for p in tmp_path.parent.iterdir()) == listing
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.db"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mlflow.db"]
 
 
 def test_resume_needs_the_credentials_a_redacted_query_left_out() -> None:
@@ -604,8 +602,7 @@ def test_resume_needs_the_credentials_a_redacted_query_left_out() -> None:
 
 
 def test_run_refuses_an_out_whose_pretrain_encoder_exists(files: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    repo = Path(__file__).resolve().parents[2]
-    experiment = sorted((repo / "experiments").glob("*.yaml"))[0]
+    experiment = sorted(EXPERIMENTS.glob("*.yaml"))[0]
     (files / "o" / "pretrain").mkdir(parents=True)
     (files / "o" / "pretrain" / "encoder.pt").write_bytes(b"keep me")
     code, err = run_cli(["run", str(experiment), "--out", "o", "--no-tracking"], capsys)

@@ -15,7 +15,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -30,21 +29,17 @@ from typing import Any
 
 import pytest
 import yaml
+from mlflow_helpers import client, sqlite_uri_in
+from net_helpers import free_port
+from paths import REPO
 
 pytestmark = pytest.mark.ray  # starts a local Ray instance: the platform layer, not the core
 
-REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent  # the venv the head runs from: `ray` and `ms2l` live here
 GRID = "ablations/smoke.yaml"
 SEEDS = 1  # --num-samples: one seed per cell keeps each job to two cell-seeds (~1 min each on 2 cores)
 JOB_TIMEOUT_S = 420  # generous: other work on a 2-core machine can triple a job's wall time
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _runtime_env() -> dict[str, Any]:
@@ -63,7 +58,7 @@ class RayHead:
         self.token_path = self.root / "auth_token"
         self.token_path.write_text(secrets.token_hex(32))
         self.token_path.chmod(0o600)
-        self.dashboard_port = _free_port()
+        self.dashboard_port = free_port()
         self.address = f"http://127.0.0.1:{self.dashboard_port}"
         env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "MLFLOW_"))}
         env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(self.token_path), RAY_USAGE_STATS_ENABLED="0",
@@ -78,11 +73,11 @@ class RayHead:
     def start(self) -> None:
         worker_lo = 20000 + secrets.randbelow(200) * 40
         cmd = [str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address", "127.0.0.1",
-               "--port", str(_free_port()), "--dashboard-host", "127.0.0.1", "--dashboard-port",
-               str(self.dashboard_port), "--dashboard-agent-listen-port", str(_free_port()),
-               "--dashboard-agent-grpc-port", str(_free_port()), "--runtime-env-agent-port", str(_free_port()),
-               "--metrics-export-port", str(_free_port()), "--node-manager-port", str(_free_port()),
-               "--object-manager-port", str(_free_port()), "--ray-client-server-port", str(_free_port()),
+               "--port", str(free_port()), "--dashboard-host", "127.0.0.1", "--dashboard-port",
+               str(self.dashboard_port), "--dashboard-agent-listen-port", str(free_port()),
+               "--dashboard-agent-grpc-port", str(free_port()), "--runtime-env-agent-port", str(free_port()),
+               "--metrics-export-port", str(free_port()), "--node-manager-port", str(free_port()),
+               "--object-manager-port", str(free_port()), "--ray-client-server-port", str(free_port()),
                "--min-worker-port", str(worker_lo), "--max-worker-port", str(worker_lo + 39),
                "--num-cpus", "2", "--num-gpus", "0", "--object-store-memory", str(200 * 2**20),
                "--temp-dir", str(self.root), "--disable-usage-stats"]
@@ -216,14 +211,12 @@ def submitted(head: RayHead, tmp_path_factory: pytest.TempPathFactory) -> tuple[
 
 
 def _ablate(tmp: Path, name: str, *extra: str) -> list[str]:
-    return ["ms2l", "ablate", GRID, "--num-samples", str(SEEDS), "--tracking-uri", f"sqlite:///{tmp / 'mlflow.db'}",
+    return ["ms2l", "ablate", GRID, "--num-samples", str(SEEDS), "--tracking-uri", sqlite_uri_in(tmp),
             "--storage-path", str(tmp / "ray"), "--out", str(tmp / "out"), "--name", name, *extra]
 
 
 def _runs(uri: str) -> list[Any]:
-    from mlflow.tracking import MlflowClient
-
-    c = MlflowClient(tracking_uri=uri)
+    c = client(uri)
     return [r for e in c.search_experiments() for r in c.search_runs([e.experiment_id], max_results=1000)]
 
 
@@ -286,10 +279,10 @@ def test_working_dir_upload_honours_runtime_env(head: RayHead) -> None:
                             "RAY_AUTH_MODE": "token"}
 
 
-def test_stop_and_resume_ablation_job(head: RayHead, submitted: tuple[str, Path], tmp_path: Path) -> None:
+def test_stop_and_resume_ablation_job(head: RayHead, submitted: tuple[str, Path], tmp_path: Path,
+                                      sqlite_uri: str) -> None:
     """Stop a job after its first cell-seed finished; ``--resume`` with the same --name/--storage-path
     completes it without running a finished cell-seed again. (``submitted`` runs alongside.)"""
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     first = f"ms2l-stop-{secrets.token_hex(3)}"
     head.submit(first, _ablate(tmp_path, "interrupted"))
 
@@ -303,7 +296,7 @@ def test_stop_and_resume_ablation_job(head: RayHead, submitted: tuple[str, Path]
     stop = head.ray_job("stop", first)
     assert stop.returncode == 0, stop.stderr
     assert head.wait(first, timeout_s=60) == "STOPPED"
-    _, cells, _ = _tree(uri, "interrupted")
+    _, cells, _ = _tree(sqlite_uri, "interrupted")
     assert len([r for r in cells if r.info.status == "FINISHED"]) < len(_grid_cell_seeds()), "stopped too late"
 
     again = f"ms2l-resume-{secrets.token_hex(3)}"
@@ -312,7 +305,7 @@ def test_stop_and_resume_ablation_job(head: RayHead, submitted: tuple[str, Path]
     logs = head.logs(again)
     assert status == "SUCCEEDED", logs[-4000:]
 
-    parent, cells, below = _tree(uri, "interrupted")
+    parent, cells, below = _tree(sqlite_uri, "interrupted")
     assert parent.info.status == "FINISHED"
     done = [r for r in cells if r.info.status == "FINISHED"]
     keys = [(r.data.tags["cell"], int(r.data.tags["seed"])) for r in done]
@@ -336,7 +329,7 @@ def test_submit_ablation_job(head: RayHead, submitted: tuple[str, Path]) -> None
     assert status == "SUCCEEDED", logs[-4000:]
     assert "[ablate]" in logs
 
-    parent, cells, below = _tree(f"sqlite:///{tmp / 'mlflow.db'}", "submitted")
+    parent, cells, below = _tree(sqlite_uri_in(tmp), "submitted")
     assert parent.info.status == "FINISHED"
     assert {(r.data.tags["cell"], int(r.data.tags["seed"])) for r in cells} == _grid_cell_seeds()
     assert all(r.info.status == "FINISHED" for r in below), [(r.info.run_name, r.info.status) for r in below]

@@ -5,14 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from paths import ABLATIONS
 
 from ms2l_ray.cli.ablate_cmds import _setup
 from ms2l_ray.cli.main import build_parser
 from ms2l_ray.config import ConfigError
 from ms2l_ray.jobs.records import read_record, write_record
 from ms2l_ray.studies.ablation.runner import RECORD, read_ablation_record
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_round_trip_local_folder_and_file_uri(tmp_path: Path) -> None:
@@ -42,7 +41,7 @@ def test_ablation_resume_asks_for_credentials_the_record_left_out(tmp_path: Path
     """``ms2l ablate --resume`` reads the recorded store; credentials come from the environment, never the file."""
     write_record(str(tmp_path), "grid-1", RECORD, {"name": "grid-1", "tracking_uri": "postgresql://***@db/mlflow",
                                                    "experiment": "ms2l"})
-    args = build_parser().parse_args(["ablate", str(ROOT / "ablations" / "smoke.yaml"), "--resume",
+    args = build_parser().parse_args(["ablate", str(ABLATIONS / "smoke.yaml"), "--resume",
                                       "--name", "grid-1", "--storage-path", str(tmp_path)])
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     with pytest.raises(ConfigError, match="credentials not recorded"):

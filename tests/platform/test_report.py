@@ -1,9 +1,7 @@
-"""``ms2l report``: built from MLflow alone, written locally and attached to the parent run.
+"""``ms2l report`` on a real ablation: built from MLflow alone, written locally and attached to the parent run.
 
-An ablation is run in-process on the module's local Ray (two cell-seeds at a time, as Ray tasks); a
-search parent is written straight into MLflow the way ``ms2l tune`` lays it out (kind=search, trial
-children with ``trial_id`` and ``objective``, a ``param_importance.csv`` artifact), so the report is
-tested against the run layout rather than against the search code.
+An ablation is run in-process on the module's local Ray (two cell-seeds at a time, as Ray tasks). The search
+report, on a search tree written straight into MLflow, needs no Ray: tests/platform/test_report_search.py.
 """
 
 from __future__ import annotations
@@ -17,7 +15,8 @@ from typing import Any
 
 import pytest
 from browser_helpers import chromium, mlflow_server, page_text, wait_for
-from mlflow_helpers import artifact_paths, children, client
+from mlflow_helpers import artifact_paths, children, client, sqlite_uri_in
+from paths import ABLATIONS
 
 from ms2l_ray.cli.main import main
 from ms2l_ray.jobs.cluster import TRAIN_POLL_ENV as POLL_ENV
@@ -27,22 +26,15 @@ from ms2l_ray.jobs.tracked import Execution, Tracking
 from ms2l_ray.report.build import build_report
 from ms2l_ray.studies.ablation.grid import load_grid
 from ms2l_ray.studies.ablation.runner import run_ablation
-from ms2l_ray.tracking.runs import start_run
 
 pytestmark = pytest.mark.ray  # starts a local Ray instance: the platform layer, not the core
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-
-
 
 
 @pytest.fixture(scope="module")
 def ablation(ray_local: None, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     tmp = tmp_path_factory.mktemp("report")
-    uri = f"sqlite:///{tmp / 'mlflow.db'}"
-    grid = load_grid(ROOT / "ablations" / "smoke.yaml")
+    uri = sqlite_uri_in(tmp)
+    grid = load_grid(ABLATIONS / "smoke.yaml")
     with pytest.MonkeyPatch.context() as mp:  # what `ms2l ablate` sets: Train's poll interval, 2 s → 0.2 s
         mp.setenv(POLL_ENV, POLL_S)
         result = run_ablation(grid, name="reported", tracking=Tracking(uri, "ablations"),
@@ -75,73 +67,6 @@ def test_report_by_experiment_name_through_the_cli(ablation: dict[str, Any]) -> 
     assert main(["report", "ablations", "--tracking-uri", ablation["uri"], "--out", str(out), "--no-attach"]) == 0
     md = (out / "report.md").read_text()
     assert "# Report: experiment ablations" in md and "## Ablation reported" in md
-
-
-def _fake_search(uri: str, layout: str = "contract") -> str:
-    """A finished search: parent (kind=search) + trial children (+ a pretrain grandchild each).
-
-    ``contract``: trials carry an ``objective`` metric and the parent a ``param_importance.csv``;
-    ``tune``: as ``ms2l tune`` writes it — the parent's ``metric`` tag names the trials' objective metric
-    (``val_top1``), its ``parameters`` param lists the searched keys, importance is in ``importance.csv``,
-    and a rejected trial has no objective at all.
-    """
-    tune = layout == "tune"
-    parent = start_run(uri, "search", "tune-demo", None, {"kind": "search", "mode": "max",
-                                                          "metric": "val_top1" if tune else "linear.val_top1"})
-    if tune:
-        parent.log_params({"parameters": "pretrain.lr,tasks.temperature,optim", "preset": "smoke"})
-    for i, (lr, tau, opt) in enumerate([(1e-3, 0.5, "adam"), (3e-3, 0.9, "sgd"), (1e-2, 0.2, "adam"),
-                                        (3e-4, 0.7, "sgd")]):
-        trial = start_run(uri, "search", f"trial-{i}", parent, {"trial_id": f"t{i:03d}", "kind": "trial"})
-        trial.log_params({"pretrain.lr": lr, "tasks.temperature": tau, "optim": opt, "seed": 0})
-        trial.log_metrics({"val_top1" if tune else "objective": 40.0 + 10 * tau - i}, step=0)
-        health = {0: {"health": "[]"}, 1: {"health": '["jigsaw stuck at chance"]'}}.get(i, {})  # 2, 3: untagged
-        pre = start_run(uri, "search", f"trial-{i}-pretrain", trial, {"kind": "pretrain", **health})
-        for epoch in range(3):
-            pre.log_metrics({"train_loss": 3.0 - epoch * 0.5 - 0.1 * i, "train_jigsaw_loss": 1.5 - 0.2 * epoch},
-                            step=epoch + 1)
-        for run in (pre, trial):
-            run.end("FINISHED")
-    if tune:
-        rejected = start_run(uri, "search", "trial-4", parent, {"trial_id": "t004", "kind": "trial",
-                                                                 "outcome": "rejected"})
-        rejected.end("FINISHED")
-    imp = "tasks.temperature,0.8\npretrain.lr,0.15\noptim,0.05\n"
-    if tune:
-        parent.log_text("parameter,importance\n" + imp, "summary/importance.csv")
-    else:
-        parent.log_text("param,importance\n" + imp, "param_importance.csv")
-    parent.log_text("trial_id,objective\nt000,45\n", "trials.csv")
-    parent.end("FINISHED")
-    return parent.run_id
-
-
-@pytest.mark.parametrize("layout", ["contract", "tune"])
-def test_search_report_history_importance_parallel_coordinates(tmp_path: Path, layout: str) -> None:
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    parent = _fake_search(uri, layout)
-    build_report(parent, tracking_uri=uri, out_dir=tmp_path / "rep", top_k=3)
-    md = (tmp_path / "rep" / "report.md").read_text()
-    metric = "val_top1" if layout == "tune" else "linear.val_top1"
-    trials = 5 if layout == "tune" else 4
-    assert "## Search tune-demo" in md and f"{trials} trials, 4 with an objective ({metric}, max)" in md
-    for png in ("search_history.png", "param_importance.png", "parallel_coordinates.png", "pretrain_losses.png"):
-        assert f"({png})" in md and (tmp_path / "rep" / png).stat().st_size > 1000
-    ranked = re.findall(r"^\| (\d) \| (t\d{3}) \|", md, flags=re.M)
-    assert ranked == [("1", "t001"), ("2", "t000"), ("3", "t003")]  # best objective first, top-k only
-    assert "seed" not in md.split("| rank |")[1].splitlines()[0]  # constant params are not columns
-    assert "**Pretext-task health** (1 of 3 pretrain runs flagged" in md  # the best trials' pretrain runs
-    assert ("| trial t001 | jigsaw stuck at chance |\n| trial t000 | healthy |\n| trial t003 | not assessed |"
-            in md)
-    assert {"report/report.html", "report/parallel_coordinates.png"} <= artifact_paths(uri, parent, "report")
-
-
-def test_unknown_target_lists_experiments(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    _fake_search(uri)
-    assert main(["report", "nope", "--tracking-uri", uri, "--out", str(tmp_path / "r")]) == 2
-    err = capsys.readouterr().err
-    assert "neither a run id nor an experiment name" in err and "search" in err
 
 
 # --------------------------------------------------------------------------- what people see, in a real browser

@@ -4,9 +4,9 @@ warnings on an inverted and on a consistent proxy, mean ± std of confirmation r
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
+from paths import SEARCH_SPACES
 
 from ms2l_ray.cli.main import main
 from ms2l_ray.studies.search.confirm import (
@@ -28,7 +28,7 @@ from ms2l_ray.studies.search.fidelity import (
 from ms2l_ray.studies.search.sampling import FINAL, OBJECTIVE
 from ms2l_ray.studies.search.summary import TrialRow, proxy_history
 
-SMOKE = Path(__file__).resolve().parents[2] / "search_spaces" / "smoke.yaml"
+SMOKE = SEARCH_SPACES / "smoke.yaml"
 
 
 def test_average_ranks_share_the_ranks_of_ties() -> None:

@@ -13,10 +13,12 @@ from typing import Any
 import optuna
 import pytest
 import yaml
+from paths import SEARCH_SPACES
 
 from ms2l_ray.cli.main import main
 from ms2l_ray.config import ConfigError, to_dict
 from ms2l_ray.jobs.spec import Resources
+from ms2l_ray.studies.evaluation import Evaluation
 from ms2l_ray.studies.search.importance import param_importance, write_importance
 from ms2l_ray.studies.search.sampling import (
     FINAL,
@@ -30,8 +32,7 @@ from ms2l_ray.studies.search.space import load_space, parse_space, with_override
 from ms2l_ray.studies.search.trial import TrialSetup, base_with_knn
 from ms2l_ray.studies.search.tuner import SearchRecord, default_max_concurrent
 
-SPACES = Path(__file__).resolve().parents[2] / "search_spaces"
-SHIPPED = sorted(SPACES.glob("*.yaml"))
+SHIPPED = sorted(SEARCH_SPACES.glob("*.yaml"))
 
 VALID: dict[str, Any] = {
     "preset": "smoke",
@@ -67,7 +68,7 @@ def test_every_shipped_space_loads_and_validates(path: Path) -> None:
 
 
 def test_paper_space_switches_tasks_off_but_never_all_of_them() -> None:
-    space = load_space(SPACES / "ms2l_paper.yaml")
+    space = load_space(SEARCH_SPACES / "ms2l_paper.yaml")
     by_key = {p.key: p for p in space.parameters}
     for task in ("motion", "jigsaw", "contrastive"):
         assert 0.0 in by_key[f"tasks.{task}_weight"].choices
@@ -266,30 +267,32 @@ def test_max_concurrent_packs_trials_by_their_workers_resources() -> None:
 
 def _setup(space: Any) -> TrialSetup:
     return TrialSetup(search="t", base=base_with_knn(space.base_config(), space.knn_every()),
-                      evaluation={"strategy": "linear", "label_fraction": 1.0, "delta": {}}, metric=space.metric,
-                      mode=space.mode, proxy=space.proxy, out_root="/tmp/x", train_storage="/tmp/y",
-                      resources={"workers": 1, "cpus_per_worker": 1.0, "gpus_per_worker": 0.0})
+                      evaluation=Evaluation("linear"), metric=space.metric, mode=space.mode, proxy=space.proxy,
+                      out_root="/tmp/x", train_storage="/tmp/y", resources=Resources(1, 1.0, 0.0))
 
 
 def test_trials_probe_knn_at_every_rung() -> None:
-    space = load_space(SPACES / "smoke.yaml")
+    space = load_space(SEARCH_SPACES / "smoke.yaml")
     cfg = _setup(space).trial_config({"pretrain.lr": 0.003})
     assert cfg.knn_every == space.scheduler.grace_period and cfg.pretrain.lr == 0.003
     assert to_dict(cfg)["data"]["builtin_sequences"] == 200
 
 
 def test_search_record_keeps_no_credentials_and_asks_for_them_on_resume() -> None:
-    space = load_space(SPACES / "smoke.yaml")
+    space = load_space(SEARCH_SPACES / "smoke.yaml")
     setup = dataclasses.replace(_setup(space), tracking_uri="postgresql://user:secret@db/mlflow", parent_run_id="p")
     record = SearchRecord(name="s", space_raw=space.raw, space_source=space.source, overrides={}, extra={},
-                          setup=dataclasses.asdict(setup), max_concurrent=1, study_url="sqlite:///x", created="now")
+                          setup=setup.to_record(), max_concurrent=1, study_url="sqlite:///x", created="now")
     text = record.to_json()
     assert "secret" not in text and "postgresql://***@db/mlflow" in text
     again = SearchRecord(**json.loads(text))
     assert again.space().keys == space.keys
     with pytest.raises(ConfigError, match="credentials not recorded"):
         again.trial_setup()
-    assert again.trial_setup("postgresql://user:secret@db/mlflow").tracking_uri == "postgresql://user:secret@db/mlflow"
+    restored = again.trial_setup("postgresql://user:secret@db/mlflow")
+    assert restored.tracking_uri == "postgresql://user:secret@db/mlflow"
+    assert restored == setup  # the record rebuilds the same validated Config, Evaluation and Resources
+    assert type(restored.base).__name__ == "Config" and restored.base.knn_every == space.knn_every()
     with pytest.raises(ConfigError):
         again.trial_setup("postgresql://user:secret@elsewhere/mlflow")
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import torch
+from mlflow_helpers import client
 
 from ms2l_ray.cli.main import main
 from ms2l_ray.config import load_config, to_dict
@@ -178,14 +179,11 @@ def test_a_damaged_encoder_folder_is_one_error_naming_the_file(case: str, tmp_pa
     assert (enc / name).read_bytes() == blob and sorted(p.name for p in enc.iterdir()) == [name]
 
 
-def test_a_damaged_encoder_from_runs_uri_names_the_uri(tmp_path: Path, model: MS2L,
+def test_a_damaged_encoder_from_runs_uri_names_the_uri(tmp_path: Path, sqlite_uri: str, model: MS2L,
                                                         capsys: pytest.CaptureFixture[str]) -> None:
-    from mlflow.tracking import MlflowClient
-
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     planted = tmp_path / "planted"
     cases = {c[0]: c for c in _damaged(model, planted)}
-    c = MlflowClient(uri)
+    c = client(sqlite_uri)
     exp = c.create_experiment("e", artifact_location=(tmp_path / "art").as_uri())
     for case in ("pt-empty", "pt-code", "pt-no-model", "st-truncated"):
         _, name, blob, reason = cases[case]
@@ -194,7 +192,8 @@ def test_a_damaged_encoder_from_runs_uri_names_the_uri(tmp_path: Path, model: MS
         (tmp_path / case / name).write_bytes(blob)
         c.log_artifact(run.info.run_id, str(tmp_path / case / name), "encoder")
         source = f"runs:/{run.info.run_id}/encoder"
-        code = main(["evaluate", "--engine", "local", "--encoder", source, "--tracking-uri", uri, "--preset", "smoke"])
+        code = main(["evaluate", "--engine", "local", "--encoder", source, "--tracking-uri", sqlite_uri,
+                     "--preset", "smoke"])
         err = capsys.readouterr().err  # MLflow's own store and download lines come first
         assert (code, err.splitlines()[-1]) == (
             1, f"ms2l evaluate: error: {source}/{name}: {reason} (--debug shows the traceback)")

@@ -1,12 +1,17 @@
-"""MLflow store handling: URI resolution, secret masking, and many concurrent writers on one SQLite file."""
+"""MLflow store handling: URI resolution, secret masking, many concurrent writers on one SQLite file, and an
+unreachable server refused before any compute."""
 
 from __future__ import annotations
 
 import multiprocessing as mp
+import time
 from pathlib import Path
 
 import pytest
+from mlflow_helpers import client, sqlite_uri_in
+from net_helpers import free_port
 
+from ms2l_ray.cli.main import main
 from ms2l_ray.config import ConfigError
 from ms2l_ray.tracking.runs import RunLogger, RunRef, mask_secrets, start_run
 from ms2l_ray.tracking.store import (
@@ -82,19 +87,16 @@ def _writer(uri: str, worker: int, runs: int, steps: int) -> None:
         run.end()
 
 
-def test_many_concurrent_writers_lose_no_runs(tmp_path: Path) -> None:
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    start_run(uri, "contention", "warmup").end()  # create the schema once
+def test_many_concurrent_writers_lose_no_runs(tmp_path: Path, sqlite_uri: str) -> None:
+    start_run(sqlite_uri, "contention", "warmup").end()  # create the schema once
     ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=_writer, args=(uri, w, 3, 6)) for w in range(4)]
+    procs = [ctx.Process(target=_writer, args=(sqlite_uri, w, 3, 6)) for w in range(4)]
     for p in procs:
         p.start()
     for p in procs:
         p.join(timeout=300)
     assert [p.exitcode for p in procs] == [0] * 4
-    from mlflow.tracking import MlflowClient
-
-    c = MlflowClient(uri)
+    c = client(sqlite_uri)
     exp = c.get_experiment_by_name("contention").experiment_id
     runs = c.search_runs([exp], "tags.worker != ''", max_results=1000)
     assert len(runs) == 12
@@ -103,18 +105,15 @@ def test_many_concurrent_writers_lose_no_runs(tmp_path: Path) -> None:
         assert len(c.get_metric_history(r.info.run_id, "loss")) == 6
 
 
-def test_run_logger_reopen_and_fail(tmp_path: Path) -> None:
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    run = start_run(uri, "e", "r")
+def test_run_logger_reopen_and_fail(tmp_path: Path, sqlite_uri: str) -> None:
+    run = start_run(sqlite_uri, "e", "r")
     run.end("FAILED")
-    again = RunLogger(RunRef(uri, run.run_id))
+    again = RunLogger(RunRef(sqlite_uri, run.run_id))
     again.reopen()
-    from mlflow.tracking import MlflowClient
-
-    assert MlflowClient(uri).get_run(run.run_id).info.status == "RUNNING"
+    assert client(sqlite_uri).get_run(run.run_id).info.status == "RUNNING"
 
 
-def test_a_logged_encoder_loads_from_its_own_store_whatever_the_default_uri(tmp_path: Path) -> None:
+def test_a_logged_encoder_loads_from_its_own_store_whatever_the_default_uri(tmp_path: Path, sqlite_uri: str) -> None:
     """MLflow resolves ``models:/<id>`` on the process-wide default store; CI failed on it (issue 15)."""
     import mlflow
     import torch
@@ -128,12 +127,11 @@ def test_a_logged_encoder_loads_from_its_own_store_whatever_the_default_uri(tmp_
     torch.manual_seed(0)
     model = build_ms2l(cfg.model, cfg.tasks, 6)
     save_pretrained(tmp_path / "enc", model, cfg, 6)
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    run = start_run(uri, "e", "pretrain")
+    run = start_run(sqlite_uri, "e", "pretrain")
     model_id = log_encoder_model(run, tmp_path / "enc")
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'other.db'}")  # a different default store, as in CI
+    mlflow.set_tracking_uri(sqlite_uri_in(tmp_path, "other.db"))  # a different default store, as in CI
     try:
-        loaded = load_encoder_embedding(f"models:/{model_id}", uri)
+        loaded = load_encoder_embedding(f"models:/{model_id}", sqlite_uri)
     finally:
         mlflow.set_tracking_uri("")
     x = torch.randn(2, 5, 6)
@@ -142,3 +140,17 @@ def test_a_logged_encoder_loads_from_its_own_store_whatever_the_default_uri(tmp_
     from ms2l_ray.model.embedding import EncoderEmbedding
 
     torch.testing.assert_close(loaded(x, lengths), EncoderEmbedding(expected).eval()(x, lengths))
+
+
+def test_unreachable_tracking_server_fails_before_any_compute(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """The store is probed before Ray starts or a folder is made: nothing is spent on a run that could not be logged."""
+    port = free_port()
+    t0 = time.time()
+    code = main(["pretrain", "--preset", "smoke", "--tracking-uri", f"http://127.0.0.1:{port}",
+                 "--out", str(tmp_path / "enc"), "--storage-path", str(tmp_path / "ray")])
+    assert (code, capsys.readouterr().err) == (
+        2, f"ms2l pretrain: error: MLflow tracking server http://127.0.0.1:{port} is unreachable (<urlopen error "
+           f"[Errno 111] Connection refused>); start it or pass another --tracking-uri / MLFLOW_TRACKING_URI\n")
+    assert time.time() - t0 < 30
+    assert not (tmp_path / "ray").exists() and not (tmp_path / "enc").exists()

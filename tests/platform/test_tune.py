@@ -22,6 +22,7 @@ import optuna
 import pytest
 import yaml
 from mlflow_helpers import children, client
+from paths import SEARCH_SPACES
 
 from ms2l_ray.cli.main import main
 from ms2l_ray.jobs.tracked import Tracking
@@ -31,11 +32,7 @@ from ms2l_ray.studies.search.tuner import RECORD, STUDY_DB, run_search
 
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_local")]
 
-SMOKE = Path(__file__).resolve().parents[2] / "search_spaces" / "smoke.yaml"
-
-
-
-
+SMOKE = SEARCH_SPACES / "smoke.yaml"
 
 
 def artifacts(uri: str, run_id: str) -> set[str]:

@@ -93,7 +93,8 @@ def _bounded_scalar(fn: Callable[..., Any], ceiling: int) -> Callable[..., Any]:
 
 class SafeUnpickler(pickle.Unpickler):
     """An unpickler for untrusted label files: tuples, lists, str, int and numpy int/str arrays only, each
-    array at most ``ceiling`` bytes (checked before numpy allocates it)."""
+    array at most ``ceiling`` bytes (checked before numpy allocates it).
+    """
 
     def __init__(self, file: Any, *, ceiling: int) -> None:
         super().__init__(file)
@@ -101,6 +102,7 @@ class SafeUnpickler(pickle.Unpickler):
         self._ceiling = ceiling
 
     def find_class(self, module: str, name: str) -> Any:
+        """Resolve only the allow-listed globals: a label pickle naming anything else could run code."""
         if (module, name) not in _ALLOWED_GLOBALS:
             raise pickle.UnpicklingError(f"global {module}.{name} is not allowed in a label file")
         found = super().find_class(module, name)

@@ -47,4 +47,5 @@ class MotionLoss(nn.Module):
     """Module wrapper of :func:`motion_loss` (no hyperparameters)."""
 
     def forward(self, prediction: torch.Tensor, target: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """:func:`motion_loss` of the batch."""
         return motion_loss(prediction, target, lengths)

@@ -7,7 +7,7 @@ A grid file (``ablations/*.yaml``)::
     preset: small                     # config preset (``ms2l_ray.config.PRESETS``)
     config: {data: {max_frames: 48}}  # base deltas shared by every cell
     seeds: [0, 1, 2]                  # every cell runs once per seed; the table shows mean ± std over them
-    evaluations: [linear]             # as in an experiment file (``pipeline.parse_evaluations``)
+    evaluations: [linear]             # as in an experiment file (``studies.evaluation.parse_evaluations``)
     cells:                            # ordered: a mapping name → delta, or a list of {name, set}
       motion: {tasks: {jigsaw_weight: 0, contrastive_weight: 0}}
       all: {}
@@ -42,10 +42,20 @@ from typing import Any
 
 import yaml
 
-from ms2l_ray.config import PRESETS, Config, ConfigError, apply_delta, load_config, merge_deltas, parse_override
+from ms2l_ray.config import (
+    Config,
+    ConfigError,
+    apply_delta,
+    check_preset,
+    compose,
+    merge_deltas,
+    parse_override,
+    preset_config,
+)
 from ms2l_ray.names import NAME_PATTERN
 from ms2l_ray.safe_yaml import load_yaml_file
-from ms2l_ray.studies.experiment import Evaluation, parse_evaluations
+from ms2l_ray.studies.evaluation import Evaluation, parse_evaluations
+from ms2l_ray.tracking import tags as tag
 
 GRID_KEYS = ("name", "description", "preset", "config", "seeds", "evaluations", "cells", "metrics", "max_concurrent",
              "baselines")
@@ -53,9 +63,9 @@ BASELINES = ("random", "supervised")  # table order: random first (the floor), s
 CELL_KEYS = ("name", "set")
 NAME = NAME_PATTERN  # the one name rule (ms2l_ray.names): cell and grid names become folder names
 # What an evaluation run reports (``train.evaluate``); ``pretrain.<metric>`` columns read the pretrain run.
-EVAL_METRICS = ("val_top1", "val_top5", "test_top1", "test_top5", "best_epoch", "train_labelled")
-PRETRAIN_PREFIXES = ("train_", "val_", "epoch_time_s", "throughput_seq_s")
-DEFAULT_METRICS = ("val_top1", "test_top1")
+EVAL_METRICS = (*tag.EVAL_METRICS, "best_epoch", "train_labelled")
+PRETRAIN_PREFIXES = ("train_", "val_", tag.EPOCH_TIME, "throughput_seq_s")
+DEFAULT_METRICS = tag.TOP1_METRICS
 
 
 @dataclass
@@ -89,8 +99,9 @@ class Grid:
 
     def cell_config(self, cell: Cell, seed: int) -> Config:
         """preset → base ``config`` → cell delta → overrides → seed, validated (errors name the cell)."""
-        delta = merge_deltas(merge_deltas(merge_deltas(self.config, cell.delta), self.overrides), {"seed": seed})
-        return load_config(self.preset, delta=delta)
+        layers = [(f"{self.source}: config", self.config), (f"cell {cell.name!r}", cell.delta),
+                  ("overrides", self.overrides), ("seed", {"seed": seed})]
+        return compose(self.preset, layers=layers)
 
     def all_cells(self) -> list[Cell]:
         """Table and run order: the random baseline, the ablation cells, the supervised baseline."""
@@ -235,13 +246,11 @@ def parse_grid(raw: Any, source: str, *, preset: str | None = None, overrides: l
     name = raw.get("name", Path(source).stem)
     if not isinstance(name, str) or not NAME.fullmatch(name):
         raise _fail(source, "name", f"must be letters, digits, '_', '.', '-', got {name!r}")
-    preset = preset or raw.get("preset", "small")
-    if preset not in PRESETS:
-        raise _fail(source, "preset", f"must be one of {sorted(PRESETS)}, got {preset!r}")
+    preset = check_preset(preset or raw.get("preset", "small"), f"{source}: preset")
     config = raw.get("config") or {}
     if not isinstance(config, dict):
         raise _fail(source, "config", f"must be a mapping of config deltas, got {config!r}")
-    base = apply_delta(apply_delta(Config(), PRESETS[preset]), config, f"{source}: config")
+    base = apply_delta(preset_config(preset), config, f"{source}: config")
     if num_samples is not None:
         if num_samples < 1:
             raise ConfigError(f"--num-samples must be >= 1, got {num_samples}")

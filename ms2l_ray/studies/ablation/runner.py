@@ -20,7 +20,6 @@ Ray Train jobs it launches hold the resources), at most ``max_concurrent`` at a 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import os
 import socket
@@ -40,13 +39,15 @@ from ms2l_ray.jobs.records import read_record, write_record
 from ms2l_ray.jobs.tracked import ChainEvaluation, Execution, Tracking, log_dataset_input, tracked_chain
 from ms2l_ray.names import unique_stamp
 from ms2l_ray.studies.ablation.grid import Cell, Grid
-from ms2l_ray.studies.ablation.table import CELL_KIND, PARENT_KIND, AblationTable, ablation_table, search_all
+from ms2l_ray.studies.ablation.table import AblationTable, ablation_table
 from ms2l_ray.studies.experiment import Evaluation, run_pipeline
-from ms2l_ray.tracking.runs import RunLogger, RunRef, client, start_run
-from ms2l_ray.tracking.store import redact_uri, retrying
+from ms2l_ray.tracking import query
+from ms2l_ray.tracking import tags as tag
+from ms2l_ray.tracking.runs import RunLogger, RunRef, start_run, tracked_run
+from ms2l_ray.tracking.store import redact_uri
 
 RECORD = "ms2l_ablation.json"
-SUMMARY_KEYS = ("val_top1", "val_top5", "test_top1", "test_top5")
+SUMMARY_KEYS = tag.EVAL_METRICS
 
 
 @dataclass
@@ -97,8 +98,7 @@ def _open_parent(grid: Grid, name: str, tracking: Tracking, storage: str, out_di
         if _driver_alive(record):
             raise ConfigError(f"--resume: ablation {name!r} is still running (driver pid {record['driver_pid']})")
         parent = RunLogger(RunRef(tracking.uri, record["parent_run_id"]))
-        parent.reopen()
-        parent.set_tags({"resumed": "true"})
+        parent.resume()
         record.update(tracking_uri=recorded, driver_pid=os.getpid(), host=socket.gethostname(),
                       resumed_at=time.strftime("%Y%m%d-%H%M%S"))
         write_record(storage, name, RECORD, record)
@@ -107,7 +107,7 @@ def _open_parent(grid: Grid, name: str, tracking: Tracking, storage: str, out_di
         raise ConfigError(f"an ablation named {name!r} already exists ({record_location(storage, name)}); pass "
                           f"--resume to continue it, or another --name")
     parent = start_run(tracking.uri, tracking.experiment, name, None,
-                       {"kind": PARENT_KIND, "ablation": grid.name, "ablation_name": name})
+                       {tag.KIND: tag.KIND_ABLATION, tag.ABLATION: grid.name, tag.ABLATION_NAME: name})
     parent.log_params({"ablation.grid": grid.name, "ablation.source": grid.source, "ablation.preset": grid.preset,
                        "ablation.seeds": ",".join(map(str, grid.seeds)),
                        "ablation.cells": ",".join(c.name for c in grid.cells),
@@ -126,18 +126,15 @@ def _open_parent(grid: Grid, name: str, tracking: Tracking, storage: str, out_di
 def _plan(grid: Grid, tracking: Tracking, parent_id: str, log: Callable[[str], None]) -> tuple[list[tuple[Cell, int]],
                                                                                               list[tuple[str, int]]]:
     """Cell-seeds still to run; runs left RUNNING by a dead driver are marked KILLED on the way."""
-    c = client(tracking.uri)
-    exp_id = retrying(lambda: c.get_run(parent_id)).info.experiment_id
-    runs = search_all(tracking.uri, [exp_id], f"tags.ablation_run_id = '{parent_id}'")
     done: dict[tuple[str, int], Any] = {}
-    for r in runs:
+    for r in query.ablation_runs(tracking.uri, parent_id):
+        t = r.data.tags
         if r.info.status in ("RUNNING", "SCHEDULED"):
-            retrying(functools.partial(c.set_terminated, r.info.run_id, status="KILLED"))
-            t = r.data.tags
-            log(f"[ablate] marked {t.get('kind')} run {r.info.run_id} (cell {t.get('cell')}, seed {t.get('seed')}) "
-                f"KILLED: its driver is gone; the cell-seed reruns")
-        elif r.info.status == "FINISHED" and r.data.tags.get("kind") == CELL_KIND:
-            done[(r.data.tags["cell"], int(r.data.tags["seed"]))] = r
+            RunLogger(RunRef(tracking.uri, r.info.run_id)).end("KILLED")
+            log(f"[ablate] marked {t.get(tag.KIND)} run {r.info.run_id} (cell {t.get(tag.CELL)}, seed "
+                f"{t.get(tag.SEED)}) KILLED: its driver is gone; the cell-seed reruns")
+        elif r.info.status == "FINISHED" and t.get(tag.KIND) == tag.KIND_CELL:
+            done[(t[tag.CELL], int(t[tag.SEED]))] = r
     todo, skipped = [], []
     for cell, seed in grid.cell_seeds():
         run = done.get((cell.name, seed))
@@ -145,9 +142,9 @@ def _plan(grid: Grid, tracking: Tracking, parent_id: str, log: Callable[[str], N
             todo.append((cell, seed))
             continue
         want = config_hash(grid.cell_config(cell, seed))
-        if run.data.tags.get("config_hash") != want:
+        if run.data.tags.get(tag.CONFIG_HASH) != want:
             raise ConfigError(f"--resume: cell {cell.name!r} seed {seed} finished with another config "
-                              f"(hash {run.data.tags.get('config_hash')} vs {want} now): the grid or --set changed "
+                              f"(hash {run.data.tags.get(tag.CONFIG_HASH)} vs {want} now): the grid or --set changed "
                               f"since the ablation started; start a new ablation with another --name")
         skipped.append((cell.name, seed))
     return todo, skipped
@@ -156,10 +153,12 @@ def _plan(grid: Grid, tracking: Tracking, parent_id: str, log: Callable[[str], N
 def _baseline(cfg: Config, jobs: list[tuple[Evaluation, list[str]]], name: str, out_dir: str, tracking: Tracking,
               execution: Execution, cell_ref: RunRef, tags: dict[str, Any], title: str) -> dict[str, float]:
     """A baseline cell-seed: no pretraining, each job on a fresh random encoder (``Grid.baseline_runs``), all
-    in one Train run (``tracked_chain`` without a pretraining)."""
+    in one Train run (``tracked_chain`` without a pretraining).
+    """
     chain_jobs = [ChainEvaluation(ev.apply(cfg), f"{name}-{labels[0]}", Path(out_dir) / labels[0],
-                                  dict(tags, evaluation=labels[0], reported_as=",".join(labels),
-                                       encoder_source="random"), pretrained=False, title=f"{title} / {labels[0]}")
+                                  {**tags, tag.EVALUATION: labels[0], tag.REPORTED_AS: ",".join(labels),
+                                   tag.ENCODER_SOURCE: tag.ENCODER_RANDOM}, pretrained=False,
+                                  title=f"{title} / {labels[0]}")
                   for ev, labels in jobs]
     chain = tracked_chain(None, chain_jobs, name=f"{name}-{unique_stamp()}", pretrain_name="",
                           pretrain_out=Path(out_dir), tracking=tracking, execution=execution,
@@ -174,7 +173,8 @@ def _pipeline(cfg: Config, evaluations: list[Evaluation], name: str, out_dir: st
               execution: Execution, cell_ref: RunRef, tags: dict[str, Any],
               baseline_jobs: list[tuple[Evaluation, list[str]]] | None = None, title: str = "") -> dict[str, float]:
     """One cell-seed: pretrain + evaluations (or a baseline's jobs) under the cell-seed run; the summary metrics.
-    ``name`` keys Ray storage; ``title`` (:func:`cell_seed_title`) begins the MLflow names of its runs."""
+    ``name`` keys Ray storage; ``title`` (:func:`cell_seed_title`) begins the MLflow names of its runs.
+    """
     title = title or name
     if baseline_jobs is not None:
         return _baseline(cfg, baseline_jobs, name, out_dir, tracking, execution, cell_ref, tags, title)
@@ -187,7 +187,8 @@ def _pipeline(cfg: Config, evaluations: list[Evaluation], name: str, out_dir: st
 
 def cell_seed_title(grid: str, cell: str, seed: int) -> str:
     """A cell-seed's MLflow run name, read like the study: ``quick / contrastive / seed 1``; its jobs append
-    ``/ pretrain``, ``/ linear`` … (the parent run carries the ablation's unique name)."""
+    ``/ pretrain``, ``/ linear`` … (the parent run carries the ablation's unique name).
+    """
     return f"{grid} / {cell} / seed {seed}"
 
 
@@ -203,13 +204,13 @@ class _CellSeedJobs:
 
     def start(self, cell: Cell, seed: int) -> tuple[RunLogger, tuple[Any, ...]]:
         cfg = self.grid.cell_config(cell, seed)
-        tags: dict[str, Any] = {"cell": cell.name, "seed": seed, "ablation": self.grid.name,
-                                "ablation_run_id": self.parent.run_id}
+        tags: dict[str, Any] = {tag.CELL: cell.name, tag.SEED: seed, tag.ABLATION: self.grid.name,
+                                tag.ABLATION_RUN_ID: self.parent.run_id}
         if cell.baseline:
-            tags["baseline"] = cell.baseline
+            tags[tag.BASELINE] = cell.baseline
         title = cell_seed_title(self.grid.name, cell.name, seed)
         run = start_run(self.tracking.uri, self.tracking.experiment, title, self.parent,
-                        {"kind": CELL_KIND, "config_hash": config_hash(cfg), **tags})
+                        {tag.KIND: tag.KIND_CELL, tag.CONFIG_HASH: config_hash(cfg), **tags})
         run.log_params({"cell": cell.name, "seed": seed, "cell.delta": json.dumps(cell.delta, sort_keys=True)})
         log_dataset_input(run, cfg)  # the compare unit shows its data too (the runs table's Dataset column)
         out = (self.out_dir / cell.name / f"seed{seed}").resolve()
@@ -317,7 +318,7 @@ def run_ablation(grid: Grid, *, name: str, tracking: Tracking, execution: Execut
     execution = dataclasses.replace(execution, storage_path=storage)  # absolute: Ray tasks have another cwd
     parent, out_dir = _open_parent(grid, name, tracking, storage, out_dir.resolve(), resume)
     jobs = _CellSeedJobs(grid, name, tracking, execution, parent, out_dir, log)
-    try:
+    with tracked_run(parent, interrupted="KILLED"):
         todo, skipped = _plan(grid, tracking, parent.run_id, log)
         concurrent = max(1, max_concurrent or grid.max_concurrent)
         extra = f" + baselines {', '.join(b.name for b in grid.baselines)}" if grid.baselines else ""
@@ -330,11 +331,5 @@ def run_ablation(grid: Grid, *, name: str, tracking: Tracking, execution: Execut
         table = ablation_table(tracking.uri, parent.run_id, grid.metrics)
         _publish(parent, table, out_dir)
         parent.end("FAILED" if jobs.failed else "FINISHED")
-    except (KeyboardInterrupt, SystemExit):
-        parent.end("KILLED")
-        raise
-    except BaseException:
-        parent.end("FAILED")
-        raise
     return AblationResult(name, parent.run_id, table, jobs.ran, skipped, jobs.failed, time.perf_counter() - t0,
                           out_dir)

@@ -23,7 +23,6 @@ A pretrain run's ``health`` tag (a JSON list of notes, ``ms2l_ray.train.health``
 from __future__ import annotations
 
 import csv
-import functools
 import io
 import json
 import math
@@ -32,11 +31,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ms2l_ray.studies.ablation.stats import Paired, paired_by_seed
-from ms2l_ray.tracking.runs import client
-from ms2l_ray.tracking.store import retrying
+from ms2l_ray.tracking import query
+from ms2l_ray.tracking import tags as tag
 
-CELL_KIND = "ablation_cell"
-PARENT_KIND = "ablation"
 NO_DIRECTION = ("best_epoch", "train_labelled", "epoch")
 
 
@@ -76,47 +73,31 @@ def parse_health(value: str | None) -> list[str]:
     return [str(m) for m in parsed] if isinstance(parsed, list) else [value]
 
 
-def search_all(tracking_uri: str, experiment_ids: list[str], filter_string: str) -> list[Any]:
-    """Every run matching ``filter_string`` (paged; deleted runs excluded)."""
-    c = client(tracking_uri)
-    runs: list[Any] = []
-    token = None
-    while True:
-        page = retrying(functools.partial(c.search_runs, experiment_ids, filter_string, max_results=1000,
-                                          page_token=token))
-        runs.extend(page)
-        token = page.token
-        if not token:
-            return runs
-
-
 def fetch_cell_seed_runs(tracking_uri: str, parent_run_id: str) -> list[CellSeedRun]:
     """All cell-seed runs under ``parent_run_id`` with the metrics of their pretrain and evaluation runs."""
-    c = client(tracking_uri)
-    parent = retrying(lambda: c.get_run(parent_run_id))
-    runs = search_all(tracking_uri, [parent.info.experiment_id], f"tags.ablation_run_id = '{parent_run_id}'")
+    runs = query.ablation_runs(tracking_uri, parent_run_id)
     jobs: dict[str, list[Any]] = {}
     cells: list[Any] = []
     for r in runs:
-        if r.data.tags.get("kind") == CELL_KIND:
+        if r.data.tags.get(tag.KIND) == tag.KIND_CELL:
             cells.append(r)
         else:
-            jobs.setdefault(r.data.tags.get("mlflow.parentRunId", ""), []).append(r)
+            jobs.setdefault(r.data.tags.get(tag.PARENT_RUN, ""), []).append(r)
     out = []
     for r in sorted(cells, key=lambda r: r.info.start_time or 0):
         t = r.data.tags
-        item = CellSeedRun(t.get("cell", "?"), int(t.get("seed", -1)), r.info.run_id, r.info.status,
-                           t.get("config_hash", ""), baseline=t.get("baseline", ""))
+        item = CellSeedRun(t.get(tag.CELL, "?"), int(t.get(tag.SEED, -1)), r.info.run_id, r.info.status,
+                           t.get(tag.CONFIG_HASH, ""), baseline=t.get(tag.BASELINE, ""))
         for job in jobs.get(r.info.run_id, []):
             if job.info.status != "FINISHED":
                 continue
             jt = job.data.tags
-            if jt.get("kind") == "pretrain":
+            if jt.get(tag.KIND) == tag.KIND_PRETRAIN:
                 labels = ["pretrain"]
                 item.pretrain_run_id = job.info.run_id
-                item.health += parse_health(jt.get("health"))
+                item.health += parse_health(jt.get(tag.HEALTH))
             else:  # a baseline's supervised job fills the columns of every evaluation it stands in for
-                labels = [x for x in (jt.get("reported_as") or jt.get("evaluation") or "").split(",") if x]
+                labels = [x for x in (jt.get(tag.REPORTED_AS) or jt.get(tag.EVALUATION) or "").split(",") if x]
             for label in labels:
                 item.metrics.update({f"{label}.{k}": float(v) for k, v in job.data.metrics.items()})
         out.append(item)
@@ -354,13 +335,12 @@ def build_table(results: list[CellSeedRun], columns: list[str], cell_order: list
 
 def ablation_table(tracking_uri: str, parent_run_id: str, columns: list[str] | None = None) -> AblationTable:
     """Recompute an ablation's table from MLflow; columns and cell order come from the parent's params."""
-    c = client(tracking_uri)
-    params = retrying(lambda: c.get_run(parent_run_id)).data.params
+    params = query.get_run(tracking_uri, parent_run_id).data.params
     results = fetch_cell_seed_runs(tracking_uri, parent_run_id)
     if columns is None:
         columns = [x for x in params.get("ablation.columns", "").split(",") if x]
     if not columns:  # an ablation logged without its columns: every evaluation metric found
-        columns = sorted({k for r in results for k in r.metrics if k.endswith(("val_top1", "test_top1"))
+        columns = sorted({k for r in results for k in r.metrics if k.endswith(tag.TOP1_METRICS)
                           and not k.startswith("pretrain.")})
     order = [x for x in params.get("ablation.cells", "").split(",") if x]
     return build_table(results, columns, order)

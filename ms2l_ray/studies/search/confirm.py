@@ -23,6 +23,7 @@ from typing import Any
 from ms2l_ray.studies.search.sampling import FINAL, OBJECTIVE, REJECTED
 from ms2l_ray.studies.search.summary import SUMMARY_DIR, TrialRow, best_row
 from ms2l_ray.studies.search.trial import TrialSetup, run_trial
+from ms2l_ray.tracking import tags as tag
 from ms2l_ray.tracking.runs import RunLogger
 
 CONFIRM_DIR = "confirm"
@@ -126,8 +127,8 @@ def confirmation_seeds(base_seed: int, n: int) -> list[int]:
 
 def confirmation_points(top: list[TrialRow], seeds: list[int]) -> list[dict[str, Any]]:
     """One trial config per (configuration, seed): the sampled parameters, the seed, and the run tags."""
-    return [{**r.params, "seed": s, f"{TAG_PREFIX}confirm": 1, f"{TAG_PREFIX}confirm_of": r.trial_id,
-             f"{TAG_PREFIX}confirm_rank": i} for i, r in enumerate(top, 1) for s in seeds]
+    return [{**r.params, "seed": s, f"{TAG_PREFIX}{tag.CONFIRM}": 1, f"{TAG_PREFIX}{tag.CONFIRM_OF}": r.trial_id,
+             f"{TAG_PREFIX}{tag.CONFIRM_RANK}": i} for i, r in enumerate(top, 1) for s in seeds]
 
 
 def confirm_trial(config: dict[str, Any], setup: TrialSetup) -> None:
@@ -142,7 +143,7 @@ def summarise(top: list[TrialRow], results: list[tuple[dict[str, Any], dict[str,
                for i, r in enumerate(top, 1)]
     by_trial = {c.trial_id: c for c in configs}
     for point, last in sorted(results, key=lambda pr: int(pr[0]["seed"])):
-        c = by_trial[point[f"{TAG_PREFIX}confirm_of"]]
+        c = by_trial[point[f"{TAG_PREFIX}{tag.CONFIRM_OF}"]]
         if last is None or not last.get(FINAL) or last.get(REJECTED):
             c.failed += 1
             continue
@@ -156,7 +157,8 @@ def summarise(top: list[TrialRow], results: list[tuple[dict[str, Any], dict[str,
 def run_confirmation(rows: list[TrialRow], spec: ConfirmSpec, setup: TrialSetup, directory: Path,
                      max_concurrent: int, verbose: int = 1) -> Confirmation | None:
     """Rerun the top ``spec.top`` configurations over ``spec.seeds`` fresh seeds (a Tune grid under
-    ``<directory>/confirm``); None when no trial finished."""
+    ``<directory>/confirm``); None when no trial finished.
+    """
     from ray import tune
 
     from ms2l_ray.studies.search.runs import TrialRunsCallback
@@ -166,7 +168,7 @@ def run_confirmation(rows: list[TrialRow], spec: ConfirmSpec, setup: TrialSetup,
     if not top:
         print("[tune] confirmation skipped: no trial finished")
         return None
-    seeds = confirmation_seeds(int(setup.base.get("seed", 0)), spec.seeds)
+    seeds = confirmation_seeds(setup.base.seed, spec.seeds)
     points = confirmation_points(top, seeds)
     print(f"[tune] confirming the top {len(top)} configurations over seeds {seeds} ({len(points)} reruns)")
     runs = setup.runs
@@ -199,7 +201,7 @@ def report_confirmation(conf: Confirmation, directory: Path, parent: RunLogger |
         parent.log_artifact(out / "confirm.md")
         parent.log_metrics(conf.metrics(), step=0)
         if best is not None:
-            parent.set_tags({"confirmed_best_trial_id": best.trial_id})
+            parent.set_tags({tag.CONFIRMED_BEST_TRIAL_ID: best.trial_id})
     print("[tune] confirmation over fresh seeds (mean ± sample std; the search's own value is selection-biased):")
     print(format_table(lines))
     if best is not None:

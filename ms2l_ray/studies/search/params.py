@@ -102,7 +102,8 @@ def as_mapping(raw: Any, where: str) -> dict[str, Any]:
 
 def _check_value(base: Config, key: str, value: Any, where: str) -> None:
     """Would the config accept ``key = value``? Type and range problems of this key only (cross-field rules such
-    as 'not every task weight 0' are checked per trial, which is pruned when they fail)."""
+    as 'not every task weight 0' are checked per trial, which is pruned when they fail).
+    """
     try:
         apply_delta(base, unflatten({key: value}), where)
     except ConfigError as exc:

@@ -14,11 +14,9 @@ from typing import Any
 
 from ray.tune import Callback
 
-from ms2l_ray.tracking.runs import RunLogger, RunRef, client
-from ms2l_ray.tracking.store import retrying
-
-TRIAL_KIND = "trial"
-OUTCOME = "outcome"  # tag on a trial run: finished | early_stopped | rejected | failed | orphaned
+from ms2l_ray.tracking import query
+from ms2l_ray.tracking import tags as tag
+from ms2l_ray.tracking.runs import RunLogger, RunRef
 
 
 @dataclass(frozen=True)
@@ -28,26 +26,21 @@ class SearchRuns:
     tracking_uri: str
     parent_run_id: str
 
-    def _client(self) -> Any:
-        return client(self.tracking_uri)
-
-    def _search(self, filter_string: str) -> list[Any]:
-        c = self._client()
-        exp = retrying(lambda: c.get_run(self.parent_run_id)).info.experiment_id
-        return list(retrying(lambda: c.search_runs([exp], filter_string, max_results=5000)))
-
     def children(self, run_id: str) -> list[Any]:
-        return self._search(f"tags.mlflow.parentRunId = '{run_id}'")
+        """The runs directly under ``run_id`` (a trial's pretrain and evaluation runs), in start order."""
+        return query.children(self.tracking_uri, run_id)
 
     def trial_runs(self) -> list[Any]:
-        return [r for r in self.children(self.parent_run_id) if r.data.tags.get("kind") == TRIAL_KIND]
+        """Every trial run of the search, whatever its status."""
+        return query.children_of_kind(self.tracking_uri, self.parent_run_id, tag.KIND_TRIAL)
 
     def find_trial(self, trial_id: str) -> Any | None:
         """The trial's run (the most recent one, should an old driver have left two)."""
-        runs = [r for r in self.trial_runs() if r.data.tags.get("trial_id") == trial_id]
+        runs = [r for r in self.trial_runs() if r.data.tags.get(tag.TRIAL_ID) == trial_id]
         return max(runs, key=lambda r: r.info.start_time) if runs else None
 
     def logger(self, run_id: str) -> RunLogger:
+        """A logger into one run of the tree."""
         return RunLogger(RunRef(self.tracking_uri, run_id))
 
     def close_children(self, run_id: str, status: str = "KILLED") -> None:
@@ -63,7 +56,7 @@ class SearchRuns:
             return
         log = self.logger(run.info.run_id)
         self.close_children(run.info.run_id)
-        log.set_tags({OUTCOME: outcome})
+        log.set_tags({tag.OUTCOME: outcome})
         if metrics:
             log.log_metrics(metrics, step=0)
         log.end(status)
@@ -72,9 +65,9 @@ class SearchRuns:
         """Trial runs that no Tune trial will ever finish (created just before a driver was killed)."""
         n = 0
         for r in self.trial_runs():
-            if r.info.status == "RUNNING" and r.data.tags.get("trial_id") not in known_trial_ids:
+            if r.info.status == "RUNNING" and r.data.tags.get(tag.TRIAL_ID) not in known_trial_ids:
                 self.close_children(r.info.run_id)
-                self.logger(r.info.run_id).set_tags({OUTCOME: "orphaned"})
+                self.logger(r.info.run_id).set_tags({tag.OUTCOME: tag.OUTCOME_ORPHANED})
                 self.logger(r.info.run_id).end("KILLED")
                 n += 1
         return n
@@ -91,7 +84,7 @@ class TrialRunsCallback(Callback):  # type: ignore[misc]
         if last.get(self.final) or last.get(self.rejected) or self.objective not in last:
             return  # finished or rejected: the trial closed its own run
         metrics = {"stopped_at_epoch": float(last.get("epoch", 0)), "last_proxy": float(last[self.objective])}
-        self.runs.close_trial(trial.trial_id, "early_stopped", "FINISHED", metrics)
+        self.runs.close_trial(trial.trial_id, tag.OUTCOME_EARLY_STOPPED, "FINISHED", metrics)
 
     def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-        self.runs.close_trial(trial.trial_id, "failed", "FAILED")
+        self.runs.close_trial(trial.trial_id, tag.OUTCOME_FAILED, "FAILED")

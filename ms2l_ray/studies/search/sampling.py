@@ -23,8 +23,9 @@ from ray.tune.search.optuna import OptunaSearch
 
 from ms2l_ray.studies.search.params import Param
 from ms2l_ray.studies.search.space import SamplerSpec, SearchSpace, grid_values, max_brackets
+from ms2l_ray.tracking import tags as tag
 
-OBJECTIVE = "objective"  # the one metric Tune, ASHA and Optuna see
+OBJECTIVE = tag.OBJECTIVE  # the one metric Tune, ASHA and Optuna see
 FINAL = "objective_is_final"  # 1.0 in the last report: OBJECTIVE is the evaluation metric, not the proxy
 PHASE = "phase"  # "pretrain" (proxy) or the evaluation label (final)
 REJECTED = "config_rejected"  # 1.0 in the only report of a trial whose sampled config the model refuses
@@ -32,7 +33,8 @@ REJECTED = "config_rejected"  # 1.0 in the only report of a trial whose sampled 
 
 def worst_objective(mode: str) -> float:
     """The objective a rejected trial reports: Tune requires the metric in every result, and the objectives are
-    accuracies in percent, so 0 (max) or 100 (min) ranks it last without an infinity in the logs."""
+    accuracies in percent, so 0 (max) or 100 (min) ranks it last without an infinity in the logs.
+    """
     return 0.0 if mode == "max" else 100.0
 
 
@@ -65,7 +67,8 @@ def suggest(trial: Any, p: Param) -> Any:
 def make_sampler(spec: SamplerSpec, parameters: tuple[Param, ...] = ()) -> Any:
     """Seeded Optuna sampler. ``multivariate_tpe`` uses ``group=True`` so conditional parameters are modelled
     within the sub-spaces where they exist; ``grid`` visits the product of ``parameters``' values in a seeded
-    random order (so a grid cut short is still a uniform sample of it)."""
+    random order (so a grid cut short is still a uniform sample of it).
+    """
     import optuna
 
     if spec.type == "random":

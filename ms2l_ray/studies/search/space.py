@@ -44,17 +44,18 @@ from typing import Any, TypeVar
 
 import yaml
 
-from ms2l_ray.config import PRESETS, Config, ConfigError, apply_delta
+from ms2l_ray.config import Config, ConfigError, check_preset, compose
 from ms2l_ray.names import check_name
 from ms2l_ray.safe_yaml import load_yaml_file
-from ms2l_ray.studies.experiment import FROM_SCRATCH, Evaluation, parse_evaluations
+from ms2l_ray.studies.evaluation import Evaluation, parse_evaluations
 from ms2l_ray.studies.search.params import Param, as_mapping, known_keys, number, parse_param
+from ms2l_ray.tracking import tags as tag
 
 SAMPLERS = ("tpe", "multivariate_tpe", "random", "grid", "bohb")
 SCHEDULERS = ("asha", "hyperband", "bohb", "none")
 EARLY_STOPPING = ("asha", "hyperband", "bohb")  # schedulers that cut trials on the proxy at rungs
 BOHB_PACKAGES = ("hpbandster", "ConfigSpace")  # what Tune's TuneBOHB imports (optional, not dependencies)
-OBJECTIVE_METRICS = ("val_top1", "val_top5")  # validation only: test accuracy is reported, never selected on
+OBJECTIVE_METRICS = tag.VAL_METRICS  # validation only: test accuracy is reported, never selected on
 PROXY_METRICS = ("val_knn_top1", "val_knn_top5")  # what pretraining reports (ms2l_ray.train.pretrain.knn_probe)
 SPACE_KEYS = ("name", "description", "preset", "config", "evaluation", "metric", "mode", "proxy", "num_samples",
               "max_concurrent", "sampler", "scheduler", "fidelity", "parameters", "points_to_evaluate")
@@ -115,15 +116,12 @@ class SearchSpace:
 
     def base_config(self, extra: dict[str, Any] | None = None) -> Config:
         """Preset → fixed ``config`` → ``extra`` (CLI ``--set``/``--seed``/``--dataset``), validated."""
-        cfg = apply_delta(Config(), PRESETS[self.preset], f"preset {self.preset!r}")
-        cfg = apply_delta(cfg, self.config, f"{self.source}: config") if self.config else cfg
-        if extra:
-            clash = sorted(set(_flat_keys(extra)) & set(self.keys))
-            if clash:
-                raise ConfigError(f"{self.source}: {clash} are searched parameters; drop them from --set or from "
-                                  f"'parameters'")
-            cfg = apply_delta(cfg, extra, "command-line overrides")
-        return cfg
+        clash = sorted(set(_flat_keys(extra or {})) & set(self.keys))
+        if clash:
+            raise ConfigError(f"{self.source}: {clash} are searched parameters; drop them from --set or from "
+                              f"'parameters'")
+        return compose(self.preset, layers=[(f"{self.source}: config", self.config), ("command line", extra)],
+                       where=f"{self.source}: preset")
 
     @property
     def early_stopping(self) -> bool:
@@ -147,14 +145,16 @@ class SearchSpace:
 
     def knn_every(self) -> int:
         """Probe KNN at every rung (rungs sit at grace_period·rf^k, all multiples of grace_period), or every
-        ``fidelity.probe_every`` epochs; 0 → only at the last epoch."""
+        ``fidelity.probe_every`` epochs; 0 → only at the last epoch.
+        """
         if self.fidelity.probe_every:
             return self.fidelity.probe_every
         return self.scheduler.grace_period if self.early_stopping else 0
 
     def rung_epochs(self, cfg: Config) -> list[int]:
         """The epochs whose proxy fidelity is measured: the scheduler's rungs (rounded up to a probed epoch),
-        or — without early stopping — every probed epoch and the last one."""
+        or — without early stopping — every probed epoch and the last one.
+        """
         epochs = cfg.pretrain.epochs
         every = self.knn_every()
         if not self.early_stopping:
@@ -287,7 +287,7 @@ def _check_grid(space: SearchSpace) -> None:
 
 def _evaluation(raw: Any, where: str) -> Evaluation:
     ev = parse_evaluations([raw if raw is not None else "linear"], where)[0]
-    if ev.strategy in FROM_SCRATCH:
+    if not ev.pretrained:
         raise ConfigError(f"{where}: evaluation.strategy {ev.strategy!r} trains from scratch and would ignore the "
                           f"pretrained encoder; a search evaluates pretraining (linear, semi, finetune, knn, ...)")
     return ev
@@ -309,9 +309,7 @@ def parse_space(raw: Any, source: str, name: str | None = None) -> SearchSpace:
     known_keys(raw, SPACE_KEYS, source)
     name = raw.get("name", name or "search")
     check_name(f"{source}: name", name)  # becomes the search's folder name
-    preset = raw.get("preset", "small")
-    if preset not in PRESETS:
-        raise ConfigError(f"{source}: preset: must be one of {sorted(PRESETS)}, got {preset!r}")
+    preset = check_preset(raw.get("preset", "small"), f"{source}: preset")
     checks = {"metric": OBJECTIVE_METRICS, "mode": ("max", "min"), "proxy": PROXY_METRICS}
     for key, allowed in checks.items():
         if key in raw and raw[key] not in allowed:
@@ -365,9 +363,7 @@ def with_overrides(space: SearchSpace, *, preset: str | None = None, num_samples
     """Command-line overrides of the space's own settings (``--preset``, ``--num-samples``, ...), re-validated."""
     changes: dict[str, Any] = {}
     if preset is not None:
-        if preset not in PRESETS:
-            raise ConfigError(f"--preset: must be one of {sorted(PRESETS)}, got {preset!r}")
-        changes["preset"] = preset
+        changes["preset"] = check_preset(preset, "--preset")
     if num_samples is not None:
         if num_samples < 1:
             raise ConfigError(f"--num-samples: must be >= 1, got {num_samples}")

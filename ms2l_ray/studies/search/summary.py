@@ -26,6 +26,7 @@ from ms2l_ray.studies.search.importance import Importance, param_importance, wri
 from ms2l_ray.studies.search.sampling import FINAL, OBJECTIVE, PHASE, REJECTED
 from ms2l_ray.studies.search.space import SearchSpace
 from ms2l_ray.studies.search.trial import PRETRAIN_EPOCHS, REPORTED, TrialSetup
+from ms2l_ray.tracking import tags as tag
 from ms2l_ray.tracking.runs import RunLogger
 
 SUMMARY_DIR = "summary"
@@ -214,11 +215,11 @@ def finish_search(rows: list[TrialRow], space: SearchSpace, setup: TrialSetup, n
         if best is not None:
             metrics["best_objective"] = float(best.objective)  # type: ignore[arg-type]
             metrics.update({f"best_{k}": v for k, v in best.metrics.items()})  # test_* for information only
-            parent.set_tags({"best_trial_id": best.trial_id})
+            parent.set_tags({tag.BEST_TRIAL_ID: best.trial_id})
         metrics.update({f"importance.{k}": v for k, v in imp.values.items()})
         metrics.update(fid.metrics())
         parent.log_metrics(metrics, step=0)
-        parent.set_tags({"proxy_fidelity_warnings": str(len(fid.warnings()))})
+        parent.set_tags({tag.PROXY_FIDELITY_WARNINGS: str(len(fid.warnings()))})
     print(format_table(lines))
     print(f"[tune] {len(rows)} trials: " + ", ".join(f"{v} {k[4:]}" for k, v in counts.items() if v))
     if imp.values:

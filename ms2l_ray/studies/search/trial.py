@@ -26,32 +26,37 @@ from typing import Any
 
 from ray.tune.integration.ray_train import TuneReportCallback
 
-from ms2l_ray.config import Config, ConfigError, apply_delta, from_dict, to_dict, unflatten
+from ms2l_ray.config import Config, ConfigError, apply_delta, from_dict, unflatten
 from ms2l_ray.jobs.spec import Resources
 from ms2l_ray.jobs.tracked import Execution, Tracking, tracked_evaluate, tracked_pretrain
 from ms2l_ray.model.artifact import ENCODER_FILE
-from ms2l_ray.studies.experiment import Evaluation
-from ms2l_ray.studies.search.runs import OUTCOME, TRIAL_KIND, SearchRuns
+from ms2l_ray.studies.evaluation import Evaluation
+from ms2l_ray.studies.search.runs import SearchRuns
 from ms2l_ray.studies.search.sampling import FINAL, OBJECTIVE, PHASE, REJECTED, worst_objective
-from ms2l_ray.tracking.runs import RunLogger, start_run
+from ms2l_ray.tracking import tags as tag
+from ms2l_ray.tracking.runs import RunLogger, start_run, tracked_run
 
-REPORTED = ("val_top1", "val_top5", "test_top1", "test_top5")  # evaluation metrics carried into the final report
+REPORTED = tag.EVAL_METRICS  # evaluation metrics carried into the final report
 PRETRAIN_EPOCHS = "pretrain_epochs"
 
 
 @dataclass(frozen=True)
 class TrialSetup:
-    """Everything a trial needs, as plain data (pickled to the trial actors, persisted for ``--resume``)."""
+    """Everything a trial needs (pickled to the trial actors as is; persisted for ``--resume`` as a record).
+
+    The base config travels as a validated :class:`Config`: each trial validates only its sampled values on
+    top of it (:meth:`trial_config`), and the result goes to the Train workers unconverted.
+    """
 
     search: str  # search name: MLflow run names and tags
-    base: dict[str, Any]  # resolved base config (preset + space config + CLI overrides), knn_every included
-    evaluation: dict[str, Any]  # Evaluation fields: strategy, label_fraction, delta
+    base: Config  # resolved base config (preset + space config + CLI overrides), knn_every included
+    evaluation: Evaluation  # the space's evaluation: its validation metric is the objective
     metric: str  # evaluation metric that is the objective (validation only)
     mode: str  # max or min
     proxy: str  # pretraining metric reported while pretraining
     out_root: str  # trial outputs: <out_root>/<trial_id>/{pretrain,<evaluation>}
     train_storage: str  # Ray Train storage of the trials' jobs (runs named from the trial id)
-    resources: dict[str, Any]  # Resources fields, per job
+    resources: Resources  # per job
     max_failures: int = 2  # worker failures each job recovers from
     tracking_uri: str | None = None
     experiment: str = "ms2l"
@@ -63,11 +68,25 @@ class TrialSetup:
 
     def trial_config(self, params: dict[str, Any]) -> Config:
         """Base config with the sampled dotted-path values; ``ConfigError`` for combinations the model rejects."""
-        return apply_delta(from_dict(self.base), unflatten(params), "sampled parameters")
+        return apply_delta(self.base, unflatten(params), "sampled parameters")
 
     def execution(self, callbacks: list[Any] | None = None) -> Execution:
-        return Execution(resources=Resources(**self.resources), storage_path=self.train_storage,
-                         max_failures=self.max_failures, callbacks=callbacks)
+        """How the trial's jobs run: its per-job resources and Train storage, with ``callbacks`` on the trainer."""
+        return Execution(resources=self.resources, storage_path=self.train_storage, max_failures=self.max_failures,
+                         callbacks=callbacks)
+
+    def to_record(self) -> dict[str, Any]:
+        """The setup as plain JSON data (``ms2l_search.json``): the config and evaluation as nested mappings."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> TrialSetup:
+        """Rebuild a setup from :meth:`to_record` output, validating the stored config once (the resume edge)."""
+        fields = dict(record)
+        fields["base"] = from_dict(fields["base"])
+        fields["evaluation"] = Evaluation(**fields["evaluation"])
+        fields["resources"] = Resources(**fields["resources"])
+        return cls(**fields)
 
 
 class ProxyReportCallback(TuneReportCallback):  # type: ignore[misc]
@@ -114,12 +133,11 @@ def _open_trial_run(setup: TrialSetup, trial_id: str, params: dict[str, Any], ex
     if existing is not None:  # an interrupted attempt: continue in the same run, close its dead jobs
         run = runs.logger(existing.info.run_id)
         runs.close_children(run.run_id)
-        run.set_tags({"resumed": "true"})
-        run.reopen()
+        run.resume()
         return run
     parent = runs.logger(setup.parent_run_id)  # type: ignore[arg-type]
     run = start_run(setup.tracking_uri, setup.experiment, f"{setup.search}-{trial_id}", parent,  # type: ignore[arg-type]
-                    {"kind": TRIAL_KIND, "search": setup.search, "trial_id": trial_id, **(tags or {})})
+                    {tag.KIND: tag.KIND_TRIAL, tag.SEARCH: setup.search, tag.TRIAL_ID: trial_id, **(tags or {})})
     run.log_params(params)
     return run
 
@@ -128,10 +146,11 @@ def _pretrained(runs: SearchRuns | None, run: RunLogger | None, out: Path) -> bo
     """Did an earlier attempt of this trial finish pretraining (FINISHED run and the encoder on disk)?"""
     if runs is None or run is None or not (out / ENCODER_FILE).exists():
         return False
-    return any(r.data.tags.get("kind") == "pretrain" and r.info.status == "FINISHED" for r in runs.children(run.run_id))
+    return any(r.data.tags.get(tag.KIND) == tag.KIND_PRETRAIN and r.info.status == "FINISHED"
+               for r in runs.children(run.run_id))
 
 
-def _trial_jobs(setup: TrialSetup, trial_id: str, cfg_dict: dict[str, Any], run_id: str | None,
+def _trial_jobs(setup: TrialSetup, trial_id: str, cfg: Config, run_id: str | None,
                 callback: ProxyReportCallback) -> dict[str, Any]:
     """Pretrain (unless an earlier attempt finished it), then evaluate; returns the final report.
 
@@ -140,18 +159,17 @@ def _trial_jobs(setup: TrialSetup, trial_id: str, cfg_dict: dict[str, Any], run_
     """
     runs = setup.runs
     run = runs.logger(run_id) if runs and run_id else None
-    cfg = from_dict(cfg_dict)
     tracking = Tracking(setup.tracking_uri, setup.experiment) if setup.tracking_uri else None
-    tags = {"search": setup.search, "trial_id": trial_id}
+    tags = {tag.SEARCH: setup.search, tag.TRIAL_ID: trial_id}
     out = Path(setup.out_root) / trial_id
     pre: dict[str, Any] = {}
     if not _pretrained(runs, run, out / "pretrain"):
         pre = tracked_pretrain(cfg, name=f"{trial_id}-pretrain", out_dir=out / "pretrain", tracking=tracking,
                                execution=setup.execution([callback]), parent=run, tags=tags)[0].metrics
-    ev = Evaluation(**setup.evaluation)
+    ev = setup.evaluation
     outcome, _ = tracked_evaluate(ev.apply(cfg), encoder=str(out / "pretrain"), name=f"{trial_id}-{ev.label}",
                                   out_dir=out / ev.label, tracking=tracking, execution=setup.execution(),
-                                  parent=run, tags=dict(tags, evaluation=ev.label))
+                                  parent=run, tags={**tags, tag.EVALUATION: ev.label})
     final = {OBJECTIVE: float(outcome.metrics[setup.metric]), FINAL: 1.0, PHASE: ev.label,
              PRETRAIN_EPOCHS: cfg.pretrain.epochs,  # not "epoch": ASHA must not read this report as a rung
              **{k: float(outcome.metrics[k]) for k in REPORTED if k in outcome.metrics}}
@@ -175,7 +193,7 @@ def _run_jobs(setup: TrialSetup, trial_id: str, cfg: Config, run: RunLogger | No
     env = {"env_vars": {"RAY_ADDRESS": ray.get_runtime_context().gcs_address}}
     task = ray.remote(num_cpus=0, max_retries=0)(_trial_jobs).options(runtime_env=env, name=f"trial-{trial_id}")
     callback = ProxyReportCallback(setup.proxy)  # built here: it needs the Tune session of this trial
-    return ray.get(task.remote(setup, trial_id, to_dict(cfg), run.run_id if run else None, callback))  # type: ignore[no-any-return]
+    return ray.get(task.remote(setup, trial_id, cfg, run.run_id if run else None, callback))  # type: ignore[no-any-return]
 
 
 def run_trial(config: dict[str, Any], setup: TrialSetup) -> None:
@@ -191,7 +209,8 @@ def run_trial(config: dict[str, Any], setup: TrialSetup) -> None:
     tags = {k[1:]: str(v) for k, v in config.items() if k.startswith("_")}
     runs = setup.runs
     existing = runs.find_trial(trial_id) if runs else None
-    if existing is not None and existing.info.status == "FINISHED" and existing.data.tags.get(OUTCOME) == "finished":
+    if (existing is not None and existing.info.status == "FINISHED"
+            and existing.data.tags.get(tag.OUTCOME) == tag.OUTCOME_FINISHED):
         _report(_stored_result(existing, setup))  # finished before the driver died: no duplicate work or run
         return
     try:
@@ -201,18 +220,13 @@ def run_trial(config: dict[str, Any], setup: TrialSetup) -> None:
         _report({OBJECTIVE: worst_objective(setup.mode), REJECTED: 1.0, PHASE: "rejected"})
         return
     run = _open_trial_run(setup, trial_id, params, existing, tags)
-    try:
+    # Exception only: a trial Tune stops (its actor ends) is closed by TrialRunsCallback on the driver.
+    with tracked_run(run, catch=Exception, failure_tags={tag.OUTCOME: tag.OUTCOME_FAILED}):
         final = _run_jobs(setup, trial_id, cfg, run)
         if run is not None:
             run.log_metrics({k: v for k, v in final.items() if k in (*REPORTED, setup.proxy, PRETRAIN_EPOCHS)},
                             step=0)
-            run.set_tags({OUTCOME: "finished"})
-            run.end("FINISHED")
-    except Exception:
-        if run is not None:
-            run.set_tags({OUTCOME: "failed"})
-            run.end("FAILED")
-        raise
+            run.set_tags({tag.OUTCOME: tag.OUTCOME_FINISHED})
     _report(final)
 
 
@@ -220,10 +234,10 @@ def _reject(setup: TrialSetup, trial_id: str, params: dict[str, Any], existing: 
     """Record a sampled config the model cannot train (e.g. every task weight 0) and train nothing."""
     run = _open_trial_run(setup, trial_id, params, existing)
     if run is not None:
-        run.set_tags({OUTCOME: "rejected", "rejected_reason": reason.replace("\n", " ")[:4000]})
+        run.set_tags({tag.OUTCOME: tag.OUTCOME_REJECTED, tag.REJECTED_REASON: reason.replace("\n", " ")[:4000]})
         run.end("FINISHED")
 
 
-def base_with_knn(cfg: Config, knn_every: int) -> dict[str, Any]:
+def base_with_knn(cfg: Config, knn_every: int) -> Config:
     """The base config every trial starts from, probing KNN at the scheduler's rungs."""
-    return to_dict(dataclasses.replace(cfg, knn_every=knn_every))
+    return dataclasses.replace(cfg, knn_every=knn_every)

@@ -33,7 +33,8 @@ from ms2l_ray.studies.search.sampling import FINAL, OBJECTIVE, REJECTED, make_sc
 from ms2l_ray.studies.search.space import SearchSpace, parse_space, with_overrides
 from ms2l_ray.studies.search.summary import SearchResult, collect_rows, finish_search
 from ms2l_ray.studies.search.trial import TrialSetup, base_with_knn, run_trial
-from ms2l_ray.tracking.runs import RunLogger, RunRef, start_run
+from ms2l_ray.tracking import tags as tag
+from ms2l_ray.tracking.runs import RunLogger, RunRef, start_run, tracked_run
 from ms2l_ray.tracking.store import redact_uri, restore_uri
 
 RECORD = "ms2l_search.json"
@@ -70,7 +71,7 @@ class SearchRecord:
     space_source: str
     overrides: dict[str, Any]  # --preset/--num-samples/--max-concurrent/--seed applied on top
     extra: dict[str, Any]  # --set/--dataset/--seed config deltas (already inside setup.base; kept for the record)
-    setup: dict[str, Any]  # TrialSetup fields
+    setup: dict[str, Any]  # TrialSetup.to_record()
     max_concurrent: int
     study_url: str
     created: str
@@ -81,7 +82,7 @@ class SearchRecord:
 
     def trial_setup(self, tracking_uri: str | None = None) -> TrialSetup:
         """The trials' setup; ``tracking_uri`` restores a tracking URI whose credentials the record left out."""
-        setup = TrialSetup(**self.setup)
+        setup = TrialSetup.from_record(self.setup)
         if setup.tracking_uri is None:
             return setup
         return dataclasses.replace(setup, tracking_uri=restore_uri(setup.tracking_uri, tracking_uri,
@@ -121,8 +122,9 @@ def _open_parent(tracking: Tracking, name: str, space: SearchSpace, max_concurre
 
     s = space
     run = start_run(tracking.uri, tracking.experiment, name, None,
-                    {"kind": "search", "search": name, "space": s.source, "metric": s.metric, "mode": s.mode,
-                     "proxy": s.proxy, "sampler": s.sampler.type, "scheduler": s.scheduler.type})
+                    {tag.KIND: tag.KIND_SEARCH, tag.SEARCH: name, tag.SEARCH_SPACE: s.source, tag.METRIC: s.metric,
+                     tag.MODE: s.mode, tag.PROXY: s.proxy, tag.SAMPLER: s.sampler.type,
+                     tag.SCHEDULER: s.scheduler.type})
     run.log_params({"preset": s.preset, "num_samples": s.num_samples, "max_concurrent": max_concurrent,
                     "evaluation": s.evaluation.label, "parameters": ",".join(s.keys),
                     **{f"sampler.{k}": v for k, v in dataclasses.asdict(s.sampler).items()},
@@ -130,7 +132,7 @@ def _open_parent(tracking: Tracking, name: str, space: SearchSpace, max_concurre
                     **{f"resources.{k}": v for k, v in dataclasses.asdict(resources).items()}})
     run.log_text(yaml.safe_dump(s.raw, sort_keys=False), "search_space.yaml")
     if s.overrides:
-        run.set_tags({"overrides": json.dumps(s.overrides)})
+        run.set_tags({tag.OVERRIDES: json.dumps(s.overrides)})
     return run
 
 
@@ -157,15 +159,14 @@ def run_search(space: SearchSpace, *, name: str | None = None, storage_path: str
     max_concurrent = space.max_concurrent or default_max_concurrent(ray.cluster_resources(), resources,
                                                                     space.num_samples)
     parent = _open_parent(tracking, name, space, max_concurrent, resources) if tracking else None
-    setup = TrialSetup(search=name, base=base_with_knn(base, space.knn_every()),
-                       evaluation=dataclasses.asdict(space.evaluation), metric=space.metric, mode=space.mode,
-                       proxy=space.proxy, out_root=str(directory / "trials"), train_storage=str(directory / "train"),
-                       resources=dataclasses.asdict(resources), max_failures=max_failures,
+    setup = TrialSetup(search=name, base=base_with_knn(base, space.knn_every()), evaluation=space.evaluation,
+                       metric=space.metric, mode=space.mode, proxy=space.proxy, out_root=str(directory / "trials"),
+                       train_storage=str(directory / "train"), resources=resources, max_failures=max_failures,
                        tracking_uri=tracking.uri if tracking else None,
                        experiment=tracking.experiment if tracking else "ms2l",
                        parent_run_id=parent.run_id if parent else None)
     record = SearchRecord(name=name, space_raw=space.raw, space_source=space.source, overrides=space.overrides,
-                          extra=extra or {}, setup=dataclasses.asdict(setup), max_concurrent=max_concurrent,
+                          extra=extra or {}, setup=setup.to_record(), max_concurrent=max_concurrent,
                           study_url=f"sqlite:///{directory / STUDY_DB}", created=time.strftime("%Y-%m-%d %H:%M:%S"))
     record.save(directory)
     if parent is not None:
@@ -192,8 +193,7 @@ def resume_search(name: str, *, storage_path: str | None = None, tracking_uri: s
     parent = None
     if setup.tracking_uri and setup.parent_run_id:
         parent = RunLogger(RunRef(setup.tracking_uri, setup.parent_run_id))
-        parent.set_tags({"resumed": "true"})
-        parent.reopen()
+        parent.resume()
     if tune.Tuner.can_restore(str(directory)):
         print(f"[tune] resuming search {name} from {directory}")
         tuner = tune.Tuner.restore(str(directory), trainable=_trainable(setup), resume_unfinished=True,
@@ -222,13 +222,17 @@ def _new_tuner(space: SearchSpace, setup: TrialSetup, record: SearchRecord, dire
     )
 
 
-class SearchInterrupted(RuntimeError):
-    """Tune stopped early (Ctrl-C) and saved its state; ``--resume --name <name>`` continues the search."""
+class SearchInterrupted(KeyboardInterrupt):
+    """Tune stopped early (Ctrl-C) and saved its state; ``--resume --name <name>`` continues the search.
+
+    A ``KeyboardInterrupt``, because that is what it reports: the CLI's one exit-code policy
+    (:mod:`ms2l_ray.cli.errors`) gives it 130 and prints its message.
+    """
 
 
 def _fit(tuner: Any, space: SearchSpace, setup: TrialSetup, record: SearchRecord, directory: Path,
          parent: RunLogger | None, confirm: ConfirmSpec | None = None, verbose: int = 1) -> SearchResult:
-    try:
+    with tracked_run(parent, failed="KILLED"):  # KILLED, not FAILED: --resume reopens it
         grid = tuner.fit()
         rows = collect_rows(grid, space)
         open_trials = [r.trial_id for r in rows if r.status == "interrupted"]
@@ -243,11 +247,5 @@ def _fit(tuner: Any, space: SearchSpace, setup: TrialSetup, record: SearchRecord
             result.confirmation = run_confirmation(rows, confirm, setup, directory, record.max_concurrent, verbose)
             if result.confirmation is not None:
                 report_confirmation(result.confirmation, directory, parent)
-        if parent is not None:
-            parent.end("FINISHED")
         return result
-    except BaseException:
-        if parent is not None:
-            parent.end("KILLED")  # --resume reopens it
-        raise
 
