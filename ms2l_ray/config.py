@@ -23,9 +23,9 @@ from typing import Any
 
 import yaml
 
+from ms2l_ray import strategies as strategy_table
 from ms2l_ray.limits import MAX_SEQUENCE_FRAMES
 from ms2l_ray.safe_yaml import load_yaml_file, load_yaml_text
-from ms2l_ray.train import strategies as strategy_table
 
 # Jigsaw policies for clips shorter than the segment count (augment.temporal_jigsaw); kept here so the
 # config layer validates them without importing torch.
@@ -140,7 +140,7 @@ class EvalConfig:
 
 STANDARDIZE_MODES = ("off", "on", "select")
 
-STRATEGIES = strategy_table.NAMES  # the one table: ms2l_ray.train.strategies
+STRATEGIES = strategy_table.NAMES  # the one table: ms2l_ray.strategies
 
 
 @dataclass
@@ -272,8 +272,10 @@ def leaves(obj: Any, prefix: str = "") -> list[tuple[str, Any]]:
 
 
 def _finite_errors(cfg: Config) -> tuple[list[str], set[str]]:
-    """Every float (and list-of-float entry) must be finite; every int within its ceiling. One walk over all
-    fields, so a float field added later is covered without a rule of its own. Returns (errors, bad keys).
+    """Every float (and list-of-float entry) must be finite; every int within its ceiling.
+
+    One walk over all fields, so a float field added later is covered without a rule of its own. Returns
+    (errors, bad keys).
     """
     errors: list[str] = []
     bad: set[str] = set()
@@ -406,8 +408,9 @@ def check_preset(preset: object, where: str = "preset") -> str:
 
 
 def preset_config(preset: object, where: str = "preset") -> Config:
-    """The validated config of the preset ``preset`` (checked by :func:`check_preset`): where every
-    composition starts.
+    """The validated config of the preset ``preset`` (checked by :func:`check_preset`).
+
+    It is where every composition starts.
     """
     name = check_preset(preset, where)
     return apply_delta(Config(), PRESETS[name], f"preset {name!r}")

@@ -128,6 +128,7 @@ class Console:
                 self._shown.pop(job, None)
 
     def close(self) -> None:
+        """End the session's output: drop every live line and flush the log file, so nothing is lost at exit."""
         self.finish("")
         if self.log is not None:
             self.log.flush()
@@ -152,6 +153,7 @@ _CONSOLE = Console()
 
 
 def current() -> Console:
+    """The process's console, for code that reports progress or internal lines without being handed one."""
     return _CONSOLE
 
 

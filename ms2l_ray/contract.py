@@ -51,8 +51,10 @@ def unflatten_mvc(x: torch.Tensor, num_persons: int, num_joints: int, coords: in
 
 
 def from_nctvm(x: np.ndarray, dtype: type | None = np.float32) -> np.ndarray:
-    """ST-GCN ``[N, C, T, V, M]`` → contract ``[N, T, M·V·C]`` (a copy, float32; ``dtype=None`` keeps ``x``'s,
-    so a reader can range-check the stored values before the cast).
+    """ST-GCN ``[N, C, T, V, M]`` → contract ``[N, T, M·V·C]`` (a copy).
+
+    The copy is float32; ``dtype=None`` keeps ``x``'s, so a reader can range-check the stored values before the
+    cast.
     """
     if x.ndim != 5:
         raise ShapeError(f"ST-GCN arrays are [N, C, T, V, M], got shape {x.shape}")

@@ -39,6 +39,7 @@ class JointLayout:
 
     @property
     def num_joints(self) -> int:
+        """Joints per person, ``V`` of the ``[N, T, M·V·C]`` contract."""
         return len(self.joints)
 
     def mirror_permutation(self) -> list[int]:

@@ -89,6 +89,7 @@ def _time_split(uri: str, run_id: str) -> dict[str, float]:
 
 
 def add_ablate_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Register ``ms2l ablate`` (an ablation grid of cells × seeds, summarised as mean ± std) on ``sub``."""
     a = sub.add_parser("ablate", help="run an ablation grid (cells × seeds) and print its mean ± std table")
     a.add_argument("grid", type=Path, help="ablation grid YAML (see ablations/)")
     add_study_config_options(a, "grid", set_help="config override applied to every cell (repeatable)", seed_help=None)

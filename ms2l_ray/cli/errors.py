@@ -37,8 +37,10 @@ INTERRUPTED = 130
 
 
 def _inner(exc: BaseException) -> BaseException | None:
-    """What a Ray wrapper carries: ``RayTaskError.cause``, ``ControllerError.controller_failure``, the lowest
-    rank of ``WorkerGroupError.worker_failures``, else the chained ``__cause__``.
+    """The exception a Ray wrapper carries.
+
+    That is ``RayTaskError.cause``, ``ControllerError.controller_failure``, the lowest rank of
+    ``WorkerGroupError.worker_failures``, else the chained ``__cause__``.
     """
     for attr in ("cause", "controller_failure"):
         inner = getattr(exc, attr, None)

@@ -1,5 +1,6 @@
-"""Where jobs run and where runs are recorded, from the parsed options (:mod:`ms2l_ray.cli.options` declares
-them), and the command's console session.
+"""Where jobs run, where runs are recorded, and the command's console session, from the parsed options.
+
+:mod:`ms2l_ray.cli.options` declares the options.
 """
 
 from __future__ import annotations
@@ -43,8 +44,10 @@ def execution_from_args(args: argparse.Namespace, **extra: Any) -> Execution:
 
 
 def trial_resources(args: argparse.Namespace) -> Resources:
-    """Per-job resources of a study (``tune`` trials, ``ablate`` cell-seeds): ``--cpus-per-trial`` and
-    ``--gpus-per-trial`` are totals split evenly over ``--workers``; no ``--cpus-per-trial``: 1 CPU a worker.
+    """Per-job resources of a study (``tune`` trials, ``ablate`` cell-seeds).
+
+    ``--cpus-per-trial`` and ``--gpus-per-trial`` are totals split evenly over ``--workers``; no
+    ``--cpus-per-trial``: 1 CPU a worker.
 
     Why one function: both studies size their jobs the same way, so ``--workers 0`` fails the same way too.
     """

@@ -30,6 +30,7 @@ def _add_debug(parser: argparse.ArgumentParser, top: bool) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``ms2l`` parser with every command group and the ``--debug`` flags; :func:`main` parses with it."""
     parser = argparse.ArgumentParser(prog="ms2l", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_train_commands(sub)

@@ -83,6 +83,7 @@ def add_study_config_options(p: argparse.ArgumentParser, what: str, set_help: st
     """Config options of a command that reads its config from a file (``run``, ``tune``, ``ablate``).
 
     Args:
+        p: the command's parser.
         what: the file kind, for the help text (``"experiment file"``, ``"space"``, ``"grid"``).
         set_help: what ``--set`` applies to in this command.
         seed_help: what ``--seed`` seeds in this command; None: no ``--seed`` (a grid lists its seeds).
@@ -108,6 +109,7 @@ def add_trial_resource_options(p: argparse.ArgumentParser, job: str, cpus_defaul
     """Workers and per-trial totals of a study's jobs (``tune`` trials, ``ablate`` cell-seeds).
 
     Args:
+        p: the study command's parser.
         job: what one job is, for the help texts (``"trial"``, ``"cell-seed job"``).
         cpus_default: :data:`TUNE_CPUS_PER_TRIAL` or :data:`ABLATE_CPUS_PER_TRIAL`.
         cpus_help: the ``--cpus-per-trial`` help, which states the default.
@@ -135,6 +137,7 @@ def add_execution_options(p: argparse.ArgumentParser, engines: bool = True, work
     """Where jobs run and where runs are recorded.
 
     Args:
+        p: the command's parser.
         engines: add ``--engine ray|local`` (single-job commands).
         workers: add the single-job resource options (:func:`add_job_resource_options`); studies add
             :func:`add_trial_resource_options` instead.
@@ -158,6 +161,7 @@ def add_name_and_resume(p: argparse.ArgumentParser, *, name_help: str, resume_he
     """``--name NAME`` and ``--resume``, read back by :func:`resume_name`.
 
     Args:
+        p: the command's parser.
         name_help: what the name keys in this command.
         resume_help: what ``--resume`` continues.
         legacy_value: also accept ``--resume NAME`` (``ms2l pretrain``'s older spelling).
@@ -177,6 +181,7 @@ def resume_name(args: argparse.Namespace, what: str) -> str | None:
     ``--resume NAME`` reads the same way; a name given both ways must agree.
 
     Args:
+        args: the parsed options of a command set up by :func:`add_name_and_resume`.
         what: the run kind, for the message (``"run"``, ``"search"``, ``"ablation"``).
 
     Raises:

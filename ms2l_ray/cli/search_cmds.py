@@ -93,6 +93,7 @@ def _tune(args: argparse.Namespace) -> int:
 
 
 def add_search_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Register ``ms2l tune`` (a Ray Tune + Optuna search, pretrain → linear eval per trial) on ``sub``."""
     p = sub.add_parser("tune", help="Ray Tune + Optuna hyperparameter search (pretrain → linear eval per trial)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("space", type=Path, help="search space YAML (see search_spaces/)")

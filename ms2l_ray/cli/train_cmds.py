@@ -195,6 +195,7 @@ def _rerun(args: argparse.Namespace) -> int:
 
 
 def add_train_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Register the single-run commands ``pretrain``, ``evaluate``, ``run`` and ``rerun`` on ``sub``."""
     p = sub.add_parser("pretrain", help="MS²L self-supervised pretraining; writes the encoder and its config")
     add_config_options(p)
     add_execution_options(p)

@@ -66,8 +66,9 @@ NTU_FORMATS = ("ntu", "ntu60", "ntu120", "stgcn", "ctrgcn")
 
 
 def class_names(dataset: str, num_classes: int) -> list[str] | None:
-    """The names of ``dataset``'s (a ``data prepare`` format) ``num_classes`` labels; None when not known
-    (a PKU-MMD part II store, a foreign class count): callers then show label numbers.
+    """The names of ``dataset``'s (a ``data prepare`` format) ``num_classes`` labels, or None when not known.
+
+    Not known: a PKU-MMD part II store, a foreign class count; callers then show label numbers.
     """
     fmt = dataset.lower()
     if fmt in NTU_FORMATS or fmt.startswith("ntu"):
@@ -80,8 +81,9 @@ def class_names(dataset: str, num_classes: int) -> list[str] | None:
 
 
 def store_class_names(data: Any) -> list[str] | None:
-    """The class names a store (a ``SkeletonSet``) carries, else those of the dataset it says it holds (stores
-    prepared before the names were recorded), else None.
+    """The class names a store (a ``SkeletonSet``) carries, else those of the dataset it holds, else None.
+
+    The dataset's names serve stores prepared before the names were recorded.
     """
     recorded = data.meta.get("class_names")
     if isinstance(recorded, list) and len(recorded) == data.num_classes:

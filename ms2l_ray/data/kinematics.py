@@ -131,8 +131,10 @@ _HOLD = keyframes(0, 0, 0.2, 1, 0.8, 1, 1, 0)  # default oscillation envelope: o
 
 @dataclass(frozen=True)
 class Motion:
-    """One person's part in an action: eased DOF keyframes plus oscillations ``dof -> (amplitude, cycles)``
-    gated by the envelope ``env``. DOFs it does not name stay at 0 (the rest pose).
+    """One person's part in an action: eased DOF keyframes plus envelope-gated oscillations.
+
+    The oscillations are ``dof -> (amplitude, cycles)``, gated by the envelope ``env``. DOFs it does not name
+    stay at 0 (the rest pose).
     """
 
     keys: Mapping[str, Keys]
@@ -170,8 +172,9 @@ class Motion:
         return kv[i] + (kv[i + 1] - kv[i]) * f * f * (3.0 - 2.0 * f)  # type: ignore[no-any-return]
 
     def evaluate(self, u: np.ndarray, speed: np.ndarray, phase: np.ndarray) -> np.ndarray:
-        """``[R, len(DOF_NAMES)]`` values (degrees / metres) at phases ``u [R]``; ``speed [R]`` scales the
-        oscillations' cycle counts and ``phase [R]`` (radians) offsets them.
+        """``[R, len(DOF_NAMES)]`` values (degrees / metres) at phases ``u [R]``.
+
+        ``speed [R]`` scales the oscillations' cycle counts and ``phase [R]`` (radians) offsets them.
         """
         tracks = self._ease(u)  # [R, T]: the named DOFs, then the envelope
         vals = np.zeros((len(u), len(DOF_NAMES)))

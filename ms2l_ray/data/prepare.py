@@ -186,10 +186,13 @@ def prepare(fmt: str, source: str | Path, out: str | Path, *, skip_bad: bool = F
             ``stgcn`` (directory with ``{split}_data.npy``/``_label.pkl``/``_frame.npy``, or one
             ``*_data.npy``), ``ctrgcn`` (an ``.npz``), ``nw-ucla`` (directory of JSON files), ``pku-mmd``
             (directory with ``skeleton/``, ``label/``, ``split/``) or ``builtin`` (synthetic; ``source`` unused).
+        source: the dataset's file or directory in format ``fmt``.
+        out: the store file to write (its folder is created; see :func:`check_output` for what is refused).
         skip_bad: skip and report bad files instead of stopping at the first one.
         preprocess: steps to run (default :class:`~ms2l_ray.data.preprocess.PreprocessConfig`); ``denoise``
             applies to raw NTU only.
-        num_sequences, seed: the ``builtin`` generator's arguments.
+        num_sequences: the ``builtin`` generator's number of sequences.
+        seed: the ``builtin`` generator's seed.
         missing_lists: NTU missing-skeleton lists kept elsewhere than beside the ``.skeleton`` files.
         chunk_size: sequences (NTU, ST-GCN, CTR-GCN files) per streamed chunk.
         force: replace an existing file or symlink at ``out`` (never the source: see :func:`check_output`).

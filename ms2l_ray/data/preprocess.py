@@ -218,8 +218,10 @@ def resample(data: SkeletonSet, num_frames: int) -> SkeletonSet:
 
 
 def check_finite_set(data: SkeletonSet, source: str | PathLike[str], after: str) -> None:
-    """Raise :class:`DataFormatError` naming ``source``, the sample and ``after`` (a step) if any frame holds NaN
-    or inf. One ``min``/``max`` pass; the offending sample is located only when there is one.
+    """Raise :class:`DataFormatError` if any frame holds NaN or inf.
+
+    The error names ``source``, the sample and ``after`` (a step). One ``min``/``max`` pass; the offending
+    sample is located only when there is one.
     """
     frames = np.asarray(data.frames)
     if not frames.size or (np.isfinite(frames.min()) and np.isfinite(frames.max())):
@@ -232,8 +234,9 @@ def check_finite_set(data: SkeletonSet, source: str | PathLike[str], after: str)
 
 
 def apply(data: SkeletonSet, config: PreprocessConfig, source: str | PathLike[str] = "<in memory>") -> SkeletonSet:
-    """Run the enabled set-level steps (centre, align, scale, resample) in that order, checking after each
-    that every coordinate is finite (errors name ``source``, the sample and the step).
+    """Run the enabled set-level steps (centre, align, scale, resample) in that order.
+
+    After each step every coordinate is checked to be finite (errors name ``source``, the sample and the step).
     """
     steps = [(config.center, "center", center), (config.align, "align", align_view),
              (config.scale_normalize, "scale_normalize", scale_normalize)]

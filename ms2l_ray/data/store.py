@@ -122,8 +122,10 @@ def is_store_file(path: str | Path) -> bool:
 
 
 def _temp_prefix(path: Path) -> str:
-    """``.<store name>.<pid>.``: hidden, beside the target (same filesystem: ``os.replace`` is atomic), and
-    carrying the writer's pid so that a later run can tell a killed writer's leftovers from a live one's.
+    """The name prefix ``.<store name>.<pid>.`` of the temporary files a store is written through.
+
+    Hidden, beside the target (same filesystem: ``os.replace`` is atomic), and carrying the writer's pid so that
+    a later run can tell a killed writer's leftovers from a live one's.
     """
     return f".{path.name}.{os.getpid()}."
 

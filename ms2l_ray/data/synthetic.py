@@ -35,9 +35,11 @@ _k, _both = kin.keyframes, kin.both_sides  # short names for the catalogue below
 
 @dataclass(frozen=True)
 class Action:
-    """One class. ``reverse`` plays the actor's motion backwards in phase (a time-order twin); ``mirror`` swaps
-    the body's left and right (a side twin); ``partner`` makes it a two-person class, the persons facing each
-    other ``distance`` metres apart (pelvis to pelvis) at the start.
+    """One class of the synthetic set.
+
+    ``reverse`` plays the actor's motion backwards in phase (a time-order twin); ``mirror`` swaps the body's
+    left and right (a side twin); ``partner`` makes it a two-person class, the persons facing each other
+    ``distance`` metres apart (pelvis to pelvis) at the start.
     """
 
     name: str
@@ -184,8 +186,10 @@ def _draw_nuisance(rng: np.random.Generator, n: int, spec: SyntheticSpec) -> dic
 
 def _scene(labels: np.ndarray, views: np.ndarray, draws: dict[str, np.ndarray], spec: SyntheticSpec,
            ) -> tuple[np.ndarray, np.ndarray]:
-    """Per person and sample, the rigid map body frame → camera frame: ``rot [2, 3, 3, N]``, ``shift [2, 3, N]``
-    (coordinate-major, as :func:`~ms2l_ray.data.kinematics.forward_kinematics` takes them).
+    """Per person and sample, the rigid map body frame → camera frame.
+
+    ``rot [2, 3, 3, N]``, ``shift [2, 3, N]``, coordinate-major, as
+    :func:`~ms2l_ray.data.kinematics.forward_kinematics` takes them.
 
     Persons face the camera (one-person classes) or each other across the x axis (two-person classes); the scene
     turns about the vertical axis by the camera's angle plus jitter, then is seen from the camera's position:
@@ -264,8 +268,9 @@ def _render(out: np.ndarray, ids: np.ndarray, lengths: np.ndarray, labels: np.nd
 
 
 def _replication(labels: np.ndarray, views: np.ndarray, subjects: np.ndarray) -> np.ndarray:
-    """1-based index of each sample among those with the same (camera, performer, action): NTU's ``R`` field,
-    which keeps names unique.
+    """1-based index of each sample among those with the same (camera, performer, action).
+
+    It is NTU's ``R`` field, which keeps names unique.
     """
     key = (labels * (int(views.max()) + 1) + views) * (int(subjects.max()) + 1) + subjects
     order = np.argsort(key, kind="stable")

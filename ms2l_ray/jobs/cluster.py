@@ -94,8 +94,10 @@ def token_auth_on() -> bool:
 
 @contextlib.contextmanager
 def loopback_node() -> Iterator[None]:
-    """While a local instance starts: Ray takes ``127.0.0.1`` as this node's address, so its GCS, raylet,
-    agents and workers listen on loopback only (they bind every interface unless the node address is loopback).
+    """While a local instance starts, Ray takes ``127.0.0.1`` as this node's address.
+
+    So its GCS, raylet, agents and workers listen on loopback only (they bind every interface unless the node
+    address is loopback).
 
     Ray decides this from ``ENABLE_RAY_CLUSTER``, read from ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER`` when Ray is
     imported: both are set for the start (its processes inherit the environment) and restored afterwards, so

@@ -13,8 +13,10 @@ from typing import Any
 
 
 def _fs_dir(storage_path: str, name: str) -> tuple[Any, str]:
-    """The folder of run ``name``; ``name`` must be one path component (:func:`ms2l_ray.names.check_name`), so
-    a ``--name ../../x`` can neither plant nor read a record outside the storage folder.
+    """The folder of run ``name``.
+
+    ``name`` must be one path component (:func:`ms2l_ray.names.check_name`), so a ``--name ../../x`` can neither
+    plant nor read a record outside the storage folder.
     """
     import pyarrow.fs as pafs
 

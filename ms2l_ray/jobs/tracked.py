@@ -38,8 +38,10 @@ class Tracking:
 
 @dataclass
 class Execution:
-    """How jobs run: worker resources, Ray storage, failure tolerance, Train callbacks, and the epoch hook
-    (:data:`~ms2l_ray.jobs.spec.EpochHook`: fault injection in tests) every job of this execution runs.
+    """How jobs run: worker resources, Ray storage, failure tolerance, Train callbacks and the epoch hook.
+
+    Every job of this execution runs the epoch hook (:data:`~ms2l_ray.jobs.spec.EpochHook`: fault injection in
+    tests).
     """
 
     resources: Resources = dataclasses.field(default_factory=Resources)
@@ -50,8 +52,9 @@ class Execution:
 
 
 def precision_tag(metrics: dict[str, Any]) -> dict[str, str]:
-    """``{"precision": "fp32"|"bf16"|"fp16"}``: what ``precision: auto`` resolved to on the job's workers
-    (the params hold only the requested value), read back from the job's ``precision_id`` metric.
+    """``{"precision": "fp32"|"bf16"|"fp16"}``: what ``precision: auto`` resolved to on the job's workers.
+
+    Read back from the job's ``precision_id`` metric; the params hold only the requested value.
     """
     name = precision_name(metrics)
     return {tag.PRECISION: name} if name else {}
@@ -67,8 +70,10 @@ def run_tags(cfg: Config, kind: str, extra: dict[str, Any] | None = None) -> dic
 
 
 def log_dataset_input(run: RunLogger, cfg: Config) -> None:
-    """The run's dataset as an MLflow input (the UI's Dataset column). A store this driver cannot read (it
-    sits on the workers' storage only) is noted in the log file, not an error: the job itself reads it.
+    """Log the run's dataset as an MLflow input (the UI's Dataset column).
+
+    A store this driver cannot read (it sits on the workers' storage only) is noted in the log file, not an
+    error: the job itself reads it.
     """
     from ms2l_ray.console import current
     from ms2l_ray.tracking.datasets import dataset_input
@@ -107,6 +112,11 @@ def write_job_record(storage_path: str | None, name: str, record: dict[str, Any]
 
 
 def read_job_record(storage_path: str | None, name: str) -> dict[str, Any]:
+    """The record :func:`write_job_record` left for job ``name``: what ``--resume <name>`` continues from.
+
+    Raises:
+        FileNotFoundError: no such job under the storage folder (the message says what ``--resume`` takes).
+    """
     storage = storage_path or default_storage_path()
     record = read_record(storage, name, JOB_RECORD)
     if record is None:
@@ -157,8 +167,10 @@ def tracked_pretrain(cfg: Config, *, name: str, out_dir: Path, tracking: Trackin
                      parent: RunLogger | None = None, tags: dict[str, Any] | None = None,
                      existing_run_id: str | None = None,
                      title: str | None = None) -> tuple[JobOutcome, RunLogger | None]:
-    """Pretrain under Ray Train; the run gets per-epoch metrics live, the encoder artifacts and the ``health``
-    tag (JSON list of pretext-task health messages, ``[]`` when healthy) at the end.
+    """Pretrain under Ray Train, tracked as one MLflow run.
+
+    The run gets per-epoch metrics live, and at the end the encoder artifacts and the ``health`` tag (JSON list
+    of pretext-task health messages, ``[]`` when healthy).
 
     ``name`` keys Ray storage and the job record; ``title`` (default ``name``) is the MLflow run name people
     read (``quick / contrastive / seed 1 / pretrain``).
@@ -194,6 +206,7 @@ def tracked_evaluate(cfg: Config, *, encoder: str | None, name: str, out_dir: Pa
                      class_names: list[str] | None = None,
                      title: str | None = None) -> tuple[JobOutcome, RunLogger | None]:
     """Evaluate one strategy under Ray Train; final top-1/top-5 on val and test, confusion matrix, curves.
+
     ``title``: the MLflow run name (default ``name``, which keys Ray storage).
     """
     run = _begin(tracking, cfg, tag.KIND_EVALUATE, name, parent, _evaluate_tags(tags, encoder), title=title)
@@ -229,6 +242,12 @@ class ChainEvaluation:
 
 @dataclass
 class ChainOutcome:
+    """What :func:`tracked_chain` returns: the pretraining's outcome and run, then the evaluations' outcomes.
+
+    ``pretrain`` and ``pretrain_run`` are None when the chain had no pretraining (or ran untracked, for the
+    run); ``evaluations`` are in the order given.
+    """
+
     pretrain: JobOutcome | None
     pretrain_run: RunLogger | None
     evaluations: list[JobOutcome]

@@ -39,8 +39,10 @@ def _resume_state() -> dict[str, Any] | None:
 
 
 class ReportHook:
-    """Epoch hook: ``ray.train.report`` (+ checkpoint for pretraining) on every rank, MLflow on rank 0, then the
-    spec's :data:`~ms2l_ray.jobs.spec.EpochHook` (fault injection in tests) once the epoch is safely reported.
+    """Epoch hook: ``ray.train.report`` (+ checkpoint for pretraining) on every rank, MLflow on rank 0.
+
+    Then, once the epoch is safely reported, the spec's :data:`~ms2l_ray.jobs.spec.EpochHook` (fault injection
+    in tests).
     """
 
     def __init__(self, spec: JobSpec, rank: int, world_size: int) -> None:
@@ -52,6 +54,7 @@ class ReportHook:
             self.logger = RunLogger(RunRef(spec.tracking_uri, spec.run_id))
 
     def __call__(self, epoch: int, metrics: dict[str, float], make_state: Any) -> None:
+        """Report ``epoch``'s ``metrics`` (MLflow step ``epoch + 1``), with ``make_state()`` as the checkpoint."""
         import ray.train
 
         if self.logger is not None:
@@ -79,8 +82,10 @@ def _say(message: str) -> None:
 
 
 def _job_say(job: str) -> Any:
-    """``_say`` for ``job``'s lines, marked so the driver's console shows them as that job's live line
-    (:mod:`ms2l_ray.console`) and files them, rather than echoing them with Ray's worker prefix.
+    """``_say`` for ``job``'s lines, marked as that job's.
+
+    The driver's console then shows them as that job's live line (:mod:`ms2l_ray.console`) and files them,
+    rather than echoing them with Ray's worker prefix.
     """
     from ms2l_ray.console import progress_line
 
@@ -112,6 +117,8 @@ def run_job_body(spec: JobSpec, ctx: LoopContext, resume: dict[str, Any] | None 
     ``torch.distributed`` process group (``tests/test_gpu_distributed.py``) on machines without Ray.
 
     Args:
+        spec: the job: its kind, config and output folder.
+        ctx: this worker's rank, world size, device and hooks.
         resume: a pretraining checkpoint dict to continue from (ignored for evaluations).
 
     Returns:
@@ -141,8 +148,10 @@ def run_job_body(spec: JobSpec, ctx: LoopContext, resume: dict[str, Any] | None 
 
 
 def stage_finished(spec: JobSpec) -> bool:
-    """True when rank 0 wrote this stage's final metrics (``metrics.json`` is written last): after a worker
-    restart, a chain skips its finished stages. The driver clears these files before a chain starts.
+    """True when rank 0 wrote this stage's final metrics (``metrics.json`` is written last).
+
+    After a worker restart, a chain skips its finished stages. The driver clears these files before a chain
+    starts.
     """
     return (Path(spec.out_dir) / OUTCOME_FILES[0]).exists()
 
@@ -151,8 +160,9 @@ OUTCOME_FILES = ("metrics.json", "history.json", "confusion.npy")
 
 
 def _run_stage(spec: JobSpec, rank: int, world: int, device: torch.device, job: str) -> dict[str, float]:
-    """One pretraining or evaluation on this worker, reporting to Ray (and rank 0 to the stage's MLflow run);
-    its lines are marked as ``job``'s progress.
+    """One pretraining or evaluation on this worker, reporting to Ray (and rank 0 to the stage's MLflow run).
+
+    Its lines are marked as ``job``'s progress.
     """
     import ray.train.torch
 

@@ -105,8 +105,9 @@ def _detail(exc: BaseException) -> str:
 
 
 def read_encoder(path: str | Path, source: str | None = None) -> tuple[dict[str, Any], dict[str, torch.Tensor], str]:
-    """``(meta, state, shown)`` of an artifact: its JSON document (config, num_features, extra), its tensors
-    and the file's name for messages. Nothing is built yet: a caller can check sizes first.
+    """``(meta, state, shown)`` of an artifact: its JSON document, its tensors and the file's name for messages.
+
+    The document holds config, num_features and extra. Nothing is built yet: a caller can check sizes first.
     """
     file = encoder_file(path)
     shown = _shown(file, source)

@@ -63,8 +63,9 @@ from ms2l_ray.pretext.losses.motion import mask_padding
 
 
 def init_weights(module: nn.Module) -> None:
-    """The reference ``init_weights``: Linear xavier-normal / bias 0; GRU ``weight_ih`` xavier-uniform,
-    ``weight_hh`` orthogonal, biases 0.
+    """The reference ``init_weights`` for Linear and GRU modules.
+
+    Linear: xavier-normal, bias 0; GRU: ``weight_ih`` xavier-uniform, ``weight_hh`` orthogonal, biases 0.
 
     As in the reference the GRU initialisers act on each *whole* stacked matrix (``[3·H, in]`` and
     ``[3·H, H]`` with the r, z, n gates stacked), not per gate block. Use with ``module.apply``.
@@ -97,8 +98,9 @@ DEFAULT_IMPL: GRUImpl = "reversed"
 
 
 def check_impl(impl: GRUImpl) -> GRUImpl:
-    """``impl`` itself when it names one of :data:`GRU_IMPLS`; a ``ValueError`` listing them otherwise (a typo
-    would otherwise surface only at the first forward).
+    """``impl`` itself when it names one of :data:`GRU_IMPLS`, else a ``ValueError`` listing them.
+
+    Checked up front: a typo would otherwise surface only at the first forward.
     """
     if impl not in GRU_IMPLS:
         raise ValueError(f"impl must be one of {GRU_IMPLS}, got {impl!r}")
@@ -151,8 +153,9 @@ def flat_time_index(index: torch.Tensor) -> torch.Tensor:
 
 
 def gather_time(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """``out[n, t] = x[n, index[n, t]]`` for a per-sequence time index that is an involution (such as
-    :func:`within_length_reverse_index`): differentiable, and its own inverse.
+    """``out[n, t] = x[n, index[n, t]]`` for a per-sequence time index that is an involution.
+
+    The index is such as :func:`within_length_reverse_index`; the gather is differentiable, and its own inverse.
 
     Shape:
         x: ``[N, T, D]``. index: ``[N, T]``, or its :func:`flat_time_index` ``[N·T]``. output: ``[N, T, D]``.
@@ -163,8 +166,9 @@ def gather_time(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 
 
 def gru_layer_weights(gru: nn.GRU, layer: int, reverse: bool) -> tuple[torch.Tensor, ...]:
-    """The parameters of one (layer, direction) of ``gru`` in ``torch.gru``'s order:
-    ``(w_ih, w_hh[, b_ih, b_hh])``. They are ``gru``'s own parameters (no copy), so gradients land there.
+    """The parameters of one (layer, direction) of ``gru`` in ``torch.gru``'s order.
+
+    The order is ``(w_ih, w_hh[, b_ih, b_hh])``. They are ``gru``'s own parameters (no copy), so gradients land there.
     """
     suffix = f"_l{layer}" + ("_reverse" if reverse else "")
     names = ["weight_ih", "weight_hh"] + (["bias_ih", "bias_hh"] if gru.bias else [])

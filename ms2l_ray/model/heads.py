@@ -15,8 +15,10 @@ from ms2l_ray.pretext.losses.motion import mask_padding
 
 
 class MotionDecoder(nn.Module):
-    """Motion prediction: a unidirectional GRU over the masked view's per-frame features, then a Linear back
-    to ``F`` (reference ``Decoder``, paper §3.2). The prediction is zero at ``t >= len``.
+    """Motion prediction head: the reference ``Decoder`` of MS²L (arXiv:2010.05599 §3.2).
+
+    A unidirectional GRU over the masked view's per-frame features, then a Linear back to ``F``. The prediction
+    is zero at ``t >= len``.
 
     Being unidirectional, the GRU's outputs at valid frames are the same whether it skips padding or not; by
     default (``impl="reversed"``, named as the encoder's) it runs unpacked over the batch cut to its longest
@@ -49,8 +51,10 @@ class MotionDecoder(nn.Module):
 
 
 class MLPHead(nn.Module):
-    """``Linear – BatchNorm1d – ReLU – Linear``: the reference ``Projector``, used for the jigsaw head and the
-    contrastive projector. Linear layers use the reference init (xavier-normal, bias 0), BN the default.
+    """``Linear – BatchNorm1d – ReLU – Linear``: the reference ``Projector``.
+
+    Used for the jigsaw head and the contrastive projector. Linear layers use the reference init (xavier-normal,
+    bias 0), BN the default.
 
     Args:
         in_features: input width (encoder ``hidden_size``).

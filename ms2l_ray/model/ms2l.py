@@ -37,9 +37,11 @@ from ms2l_ray.pretext.losses.motion import MotionLoss
 
 
 def fp32_losses(x: torch.Tensor) -> contextlib.AbstractContextManager[Any]:
-    """Autocast switched off for ``x``'s device while a loss is computed (the callers pass fp32 inputs), so
-    under mixed precision (:mod:`ms2l_ray.train.precision`) the losses are computed in fp32. Outside autocast
-    it is a no-op: the fp32 path is unchanged to the bit (``.float()`` of an fp32 tensor is the tensor).
+    """Autocast switched off for ``x``'s device while a loss is computed.
+
+    The callers pass fp32 inputs, so under mixed precision (:mod:`ms2l_ray.train.precision`) the losses are
+    computed in fp32. Outside autocast it is a no-op: the fp32 path is unchanged to the bit (``.float()`` of an
+    fp32 tensor is the tensor).
     """
     if torch.is_autocast_enabled(x.device.type):
         return torch.autocast(device_type=x.device.type, enabled=False)

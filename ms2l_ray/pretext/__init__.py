@@ -1,3 +1,5 @@
-"""The three self-supervised tasks of MS²L (paper §3): their input transforms (:mod:`.augment`) and their
-losses (:mod:`.losses`), pure tensor functions shared by pretraining and the reference-oracle tests.
+"""The three self-supervised tasks of MS²L (arXiv:2010.05599 §3): their input transforms and losses.
+
+Transforms (:mod:`.augment`) and losses (:mod:`.losses`) are pure tensor functions shared by pretraining and
+the reference-oracle tests.
 """

@@ -31,6 +31,7 @@ import numpy as np
 from ms2l_ray.names import check_name
 from ms2l_ray.report import plots
 from ms2l_ray.report.render import Section, write_report
+from ms2l_ray.studies.ablation.plots import ablation_bars
 from ms2l_ray.tracking import query
 from ms2l_ray.tracking import tags as tag
 from ms2l_ray.tracking.artifacts import find_artifact, read_artifact_text
@@ -103,6 +104,7 @@ def _health_tag(uri: str, run_id: str) -> str | None:
 
 # --------------------------------------------------------------------------------------------- sections
 def ablation_section(uri: str, run: Any) -> Section:
+    """An ablation parent run's section: its grid and settings, the mean ± std table, figures and time split."""
     from ms2l_ray.studies.ablation.table import ablation_table, fetch_cell_seed_runs
 
     p = run.data.params
@@ -118,7 +120,7 @@ def ablation_section(uri: str, run: Any) -> Section:
         cells = [r.cell for r in table.rows]
         means = {col: [r.mean(col) for r in table.rows] for col in table.columns}
         stds = {col: [r.std(col) for r in table.rows] for col in table.columns}
-        png = plots.ablation_bars(cells, table.columns, means, stds, [r.n for r in table.rows])
+        png = ablation_bars(cells, table.columns, means, stds, [r.n for r in table.rows])
         sec.figure("ablation_bars.png", png, "Mean per cell with ± std error bars over seeds (n under each bar).")
     results = fetch_cell_seed_runs(uri, run.info.run_id)
     split = time_split(uri, run)
@@ -158,6 +160,7 @@ def time_split(uri: str, run: Any) -> dict[str, float]:
 
 
 def describe_time_split(split: dict[str, float]) -> str:
+    """One sentence on where a study's wall time went: jobs, training epochs, and the rest as overhead."""
     return (f"Time: {split['wall_s']:.0f} s wall for the parent run (including any pause before a resume); "
             f"{split['n_jobs']:.0f} jobs took {split['jobs_s']:.0f} s in all (concurrent jobs overlap); training "
             f"epochs (Σ epoch_time_s) {split['train_s']:.0f} s = {100 * split['train_fraction']:.0f}% of the wall "
@@ -165,8 +168,10 @@ def describe_time_split(split: dict[str, float]) -> str:
 
 
 def _search_mode(run: Any) -> tuple[str, str]:
-    """(mode, metric) of a search parent: its ``mode``/``metric`` tags (as ``ms2l tune`` sets them), else any
-    tag or param ending in ``.mode``/``.direction``/``.metric``; default (max, objective).
+    """(mode, metric) of a search parent, default (max, objective).
+
+    Read from its ``mode``/``metric`` tags (as ``ms2l tune`` sets them), else from any tag or param ending in
+    ``.mode``/``.direction``/``.metric``.
     """
     tags, items = run.data.tags, {**run.data.params, **run.data.tags}
     mode, metric = str(tags.get(tag.MODE, "")).lower(), str(tags.get(tag.METRIC, ""))
@@ -225,8 +230,10 @@ def _importance(rows: list[dict[str, str]]) -> tuple[list[str], list[float]] | N
 
 
 def search_section(uri: str, run: Any, top_k: int) -> Section:
-    """A search parent: its ``top_k`` trials by objective, the objective history, importance, parallel
-    coordinates and the best trials' pretraining curves (everything read from ``uri``).
+    """A search parent's section: its ``top_k`` trials by objective, history, importance and curves.
+
+    That is the objective history, importance, parallel coordinates and the best trials' pretraining curves,
+    everything read from ``uri``.
     """
     mode, metric = _search_mode(run)
     sec = Section(f"Search {run.info.run_name}", run.info.run_id)

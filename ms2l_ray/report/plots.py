@@ -5,53 +5,12 @@ Keeping the plots free of MLflow makes them testable on literal numbers and reus
 
 from __future__ import annotations
 
-import io
-import math
 from typing import Any
 
 import numpy as np
 
-
-def _plt() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _png(fig: Any) -> bytes:
-    plt = _plt()
-    buf = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")  # keeps legends placed outside the axes
-    plt.close(fig)
-    return buf.getvalue()
-
-
-def ablation_bars(cells: list[str], columns: list[str], means: dict[str, list[float]], stds: dict[str, list[float]],
-                  counts: list[int]) -> bytes:
-    """One panel per metric column: a bar per cell at its mean, error bar ± std, ``n`` under each bar."""
-    plt = _plt()
-    ncol = min(3, len(columns))
-    nrow = math.ceil(len(columns) / ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(max(4.0, 0.7 * len(cells) + 1.5) * ncol, 3.4 * nrow),
-                             squeeze=False)
-    x = np.arange(len(cells))
-    for ax, col in zip(axes.flat, columns, strict=False):
-        m = np.array(means[col], dtype=float)
-        s = np.nan_to_num(np.array(stds[col], dtype=float))
-        ax.bar(x, m, yerr=s, capsize=3, color="tab:blue", alpha=0.8)
-        ax.set_xticks(x, [f"{c}\n(n={n})" for c, n in zip(cells, counts, strict=True)], rotation=30, ha="right",
-                      fontsize=7)
-        ax.set_title(col, fontsize=9)
-        for xi, (mi, si) in enumerate(zip(m, s, strict=True)):
-            if np.isfinite(mi):
-                ax.text(xi, mi + si, f"{mi:.3g}", ha="center", va="bottom", fontsize=7)
-    for ax in list(axes.flat)[len(columns):]:
-        ax.axis("off")
-    return _png(fig)
+from ms2l_ray.plotting import png as _png
+from ms2l_ray.plotting import pyplot as _plt
 
 
 def loss_curves(curves: dict[str, dict[str, tuple[list[float], list[float], list[float]]]]) -> bytes:

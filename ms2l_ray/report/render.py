@@ -24,12 +24,15 @@ class Section:
     figures: dict[str, bytes] = field(default_factory=dict)
 
     def text(self, s: str) -> None:
+        """Append a paragraph."""
         self.blocks.append(("p", s))
 
     def table(self, head: list[str], rows: list[list[str]]) -> None:
+        """Append a table of ``head`` and ``rows`` (cells already formatted)."""
         self.blocks.append(("table", (head, rows)))
 
     def figure(self, name: str, png: bytes | None, caption: str) -> None:
+        """Append the PNG ``png`` as figure ``name``; a figure that could not be drawn (None) is left out."""
         if png is None:
             return
         self.figures[name] = png
@@ -43,6 +46,7 @@ def _md_table(head: list[str], rows: list[list[str]]) -> str:
 
 
 def render_markdown(title: str, sections: list[Section], prefix: dict[str, str]) -> str:
+    """The report as Markdown; ``prefix`` maps a section's run id to its PNG names' prefix (files beside it)."""
     out = [f"# {title}", "", f"Generated {time.strftime('%Y-%m-%d %H:%M:%S')} from MLflow.", ""]
     for s in sections:
         out += [f"## {s.title}", ""]

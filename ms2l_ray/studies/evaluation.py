@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ms2l_ray.config import STRATEGIES, Config, ConfigError, apply_delta
-from ms2l_ray.train.strategies import FROM_SCRATCH
+from ms2l_ray.strategies import FROM_SCRATCH
 
 __all__ = ["EVAL_KEYS", "FROM_SCRATCH", "Evaluation", "parse_evaluations"]
 

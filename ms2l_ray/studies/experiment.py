@@ -33,6 +33,8 @@ from ms2l_ray.tracking.runs import RunLogger, start_run, tracked_run
 
 @dataclass
 class Experiment:
+    """An experiment file: pretrain once from ``preset`` + ``config``, then run each of ``evaluations``."""
+
     name: str
     preset: str = "small"
     config: dict[str, Any] = field(default_factory=dict)
@@ -64,6 +66,8 @@ def load_experiment(path: str | Path) -> Experiment:
 
 @dataclass
 class PipelineResult:
+    """Final metrics of the pretraining and of each evaluation (by name), and their MLflow run ids."""
+
     pretrain: dict[str, float]
     evaluations: dict[str, dict[str, float]]
     parent_run_id: str | None

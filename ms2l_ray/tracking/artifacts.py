@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ms2l_ray.plotting import pyplot
 from ms2l_ray.tracking.query import logged_model_location
 from ms2l_ray.tracking.runs import RunLogger, client
 from ms2l_ray.tracking.store import resolve_tracking_uri, retrying
@@ -21,18 +22,9 @@ from ms2l_ray.tracking.tags import PRETRAIN_LOSSES
 TASK_CURVES = (*PRETRAIN_LOSSES, "jigsaw_acc", "contrastive_acc")
 
 
-def _plt() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def curves_figure(history: list[dict[str, float]], keys: tuple[str, ...] = TASK_CURVES) -> Any:
     """One panel per task metric: train (solid) and validation (dashed) against epoch."""
-    plt = _plt()
+    plt = pyplot()
     present = [k for k in keys if any(f"train_{k}" in h or f"val_{k}" in h for h in history)] or ["train_loss"]
     fig, axes = plt.subplots(1, len(present), figsize=(3.2 * len(present), 2.8), squeeze=False)
     epochs = [h.get("epoch", i + 1) for i, h in enumerate(history)]
@@ -50,7 +42,7 @@ def curves_figure(history: list[dict[str, float]], keys: tuple[str, ...] = TASK_
 
 def confusion_figure(cm: np.ndarray, class_names: list[str] | None = None) -> Any:
     """Row-normalised confusion matrix (rows: true class)."""
-    plt = _plt()
+    plt = pyplot()
     k = cm.shape[0]
     norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
     fig, ax = plt.subplots(figsize=(min(12, 2 + 0.35 * k), min(12, 2 + 0.35 * k)))
@@ -69,7 +61,7 @@ def log_pretrain_outputs(run: RunLogger, out_dir: Path, history: list[dict[str, 
     """Resolved config, encoder checkpoint, loss curves, and the encoder as the run's MLflow logged model."""
     from ms2l_ray.model.artifact import CONFIG_FILE, ENCODER_FILE
 
-    plt = _plt()
+    plt = pyplot()
     run.log_artifact(out_dir / ENCODER_FILE, "encoder")
     run.log_artifact(out_dir / CONFIG_FILE, "encoder")
     if history:
@@ -83,7 +75,7 @@ def log_pretrain_outputs(run: RunLogger, out_dir: Path, history: list[dict[str, 
 def log_eval_outputs(run: RunLogger, out_dir: Path, history: list[dict[str, float]],
                      class_names: list[str] | None = None) -> None:
     """Confusion matrix plot, per-class accuracy table, training curves."""
-    plt = _plt()
+    plt = pyplot()
     cm_file = out_dir / "confusion.npy"
     if cm_file.exists():
         cm = np.load(cm_file)
@@ -240,8 +232,10 @@ def _logged_model_location(uri: str, tracking_uri: str | None) -> str:
 
 
 def load_encoder_embedding(uri: str, tracking_uri: str | None = None) -> Any:
-    """The logged encoder as an :class:`~ms2l_ray.model.embedding.EncoderEmbedding` (``forward(x, lengths)``
-    embeds a batch) from ``models:/<model id>``, ``runs:/<run id>/encoder`` or a local folder, unpickled nowhere.
+    """The logged encoder as an :class:`~ms2l_ray.model.embedding.EncoderEmbedding`, unpickled nowhere.
+
+    Read from ``models:/<model id>``, ``runs:/<run id>/encoder`` or a local folder; its ``forward(x, lengths)``
+    embeds a batch.
     """
     from ms2l_ray.model.artifact import load_pretrained
     from ms2l_ray.model.embedding import EncoderEmbedding

@@ -58,8 +58,9 @@ def dataset_entity(cfg: Config) -> Any:
 
 
 def dataset_class_names(cfg: Config) -> list[str] | None:
-    """The class names of ``cfg``'s data in label order (:mod:`ms2l_ray.data.classes`), None when unknown or
-    when this driver cannot read the store (it may sit on the workers' storage only).
+    """The class names of ``cfg``'s data in label order (:mod:`ms2l_ray.data.classes`), or None.
+
+    None when unknown or when this driver cannot read the store (it may sit on the workers' storage only).
     """
     from ms2l_ray.data.classes import class_names
 

@@ -109,9 +109,11 @@ class RunLogger:
 
     @property
     def run_id(self) -> str:
+        """The MLflow id of the run this logger writes to."""
         return self.ref.run_id
 
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        """Log the numeric ``metrics`` at ``step`` in batches within MLflow's per-request limit; others are dropped."""
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
@@ -120,6 +122,7 @@ class RunLogger:
             self._batch(metrics=items[i:i + 500])
 
     def log_params(self, params: dict[str, Any]) -> None:
+        """Log ``params`` with secrets masked and values cut to MLflow's length limit, in batches."""
         from mlflow.entities import Param
 
         safe = mask_secrets({k: v if v is None or isinstance(v, (bool, int, float)) else str(v)
@@ -129,6 +132,7 @@ class RunLogger:
             self._batch(params=items[i:i + 90])
 
     def set_tags(self, tags: dict[str, Any]) -> None:
+        """Set ``tags`` (values as strings, made safe for MLflow) in one batch."""
         from mlflow.entities import RunTag
 
         self._batch(tags=[RunTag(k, str(v)) for k, v in _safe_tags(tags).items()])
@@ -137,18 +141,23 @@ class RunLogger:
         retrying(lambda: self._c.log_batch(self.run_id, **kw))
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        """Upload the file ``path`` into the run's artifacts (under ``artifact_path`` when given)."""
         retrying(lambda: self._c.log_artifact(self.run_id, str(path), artifact_path))
 
     def log_artifacts(self, path: str | Path, artifact_path: str | None = None) -> None:
+        """Upload the folder ``path``'s files into the run's artifacts (under ``artifact_path`` when given)."""
         retrying(lambda: self._c.log_artifacts(self.run_id, str(path), artifact_path))
 
     def log_text(self, text: str, artifact_file: str) -> None:
+        """Store ``text`` as the artifact ``artifact_file``."""
         retrying(lambda: self._c.log_text(self.run_id, text, artifact_file))
 
     def log_dict(self, d: dict[str, Any], artifact_file: str) -> None:
+        """Store ``d`` as the JSON or YAML artifact ``artifact_file`` (by its extension)."""
         retrying(lambda: self._c.log_dict(self.run_id, d, artifact_file))
 
     def log_figure(self, figure: Any, artifact_file: str) -> None:
+        """Store a matplotlib ``figure`` as the image artifact ``artifact_file``."""
         retrying(lambda: self._c.log_figure(self.run_id, figure, artifact_file))
 
     def log_dataset(self, dataset_input: Any) -> None:
@@ -169,6 +178,7 @@ class RunLogger:
         self.reopen()
 
     def end(self, status: str = "FINISHED") -> None:
+        """Terminate the run with ``status`` (FINISHED, FAILED, KILLED) and remember that it ended."""
         retrying(lambda: self._c.set_terminated(self.run_id, status=status))
         self.ended = True
 

@@ -41,6 +41,10 @@ def train_batches(indices: np.ndarray, batch_size: int, *, seed: int, epoch: int
     Args:
         indices: sample indices of the training part.
         batch_size: *global* batch size; each rank takes ``batch_size // world_size``.
+        seed: the run's seed; with ``epoch`` it fixes the shuffle, so a resumed run replays the same batches.
+        epoch: the 0-based epoch the batches are for.
+        rank: this rank, ``0 <= rank < world_size``.
+        world_size: ranks in the job; each takes an equal share of every global batch.
         min_batch: batches smaller than this are dropped (BatchNorm needs ≥ 2); only the one partial batch
             of an epoch can be, and it is the same size on every rank, so all ranks drop it together.
         lengths: ``[len(indices)]`` padded length of each clip (``min(length, max_frames)``): given, the
@@ -108,15 +112,18 @@ def eval_positions(n: int, batch_size: int, *, rank: int = 0, world_size: int = 
 
 def eval_batches(indices: np.ndarray, batch_size: int, *, rank: int = 0, world_size: int = 1,
                  lengths: np.ndarray | None = None) -> list[np.ndarray]:
-    """This rank's contiguous shard of ``indices`` in batches (no sample counted twice); with ``lengths``
-    (``[len(indices)]``) sorted by length within the shard (for sums and counts, where order does not matter).
+    """This rank's contiguous shard of ``indices`` in batches (no sample counted twice).
+
+    With ``lengths`` (``[len(indices)]``) the shard is sorted by length (for sums and counts, where order does
+    not matter).
     """
     idx = np.asarray(indices, dtype=np.int64)
     return [idx[p] for p in eval_positions(len(idx), batch_size, rank=rank, world_size=world_size, lengths=lengths)]
 
 
 def padded_lengths(all_lengths: np.ndarray, indices: np.ndarray, max_frames: int) -> np.ndarray:
-    """``min(length, max_frames)`` of each of ``indices``: the time steps each clip takes in a batch
-    (:meth:`ms2l_ray.data.container.SkeletonSet.batch` resamples longer clips to ``max_frames``).
+    """``min(length, max_frames)`` of each of ``indices``: the time steps each clip takes in a batch.
+
+    :meth:`ms2l_ray.data.container.SkeletonSet.batch` resamples longer clips to ``max_frames``.
     """
     return np.minimum(np.asarray(all_lengths)[np.asarray(indices, dtype=np.int64)], max_frames)

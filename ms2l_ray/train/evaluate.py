@@ -10,7 +10,7 @@
 
 Model selection uses the validation part (held out of training); the test part is evaluated once, with
 the weights of the best validation epoch, and reported only (:func:`_select_on_val`). What each strategy
-starts from and trains is the table in :mod:`ms2l_ray.train.strategies`.
+starts from and trains is the table in :mod:`ms2l_ray.strategies`.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from ms2l_ray.config import Config, OptimConfig
 from ms2l_ray.data.container import SkeletonSet, Splits, label_subset
 from ms2l_ray.model.heads import LinearClassifier
 from ms2l_ray.model.ms2l import MS2L
+from ms2l_ray.strategies import Strategy, strategy
 from ms2l_ray.train.batches import eval_batches, train_batches
 from ms2l_ray.train.classifier import ClassifierModel, ClassifierOutput
 from ms2l_ray.train.collectives import all_reduce_sum
@@ -43,7 +44,6 @@ from ms2l_ray.train.optim import build_optimizer, clip_per_module
 from ms2l_ray.train.precision import Precision
 from ms2l_ray.train.pretrain import bucket_lengths, new_model
 from ms2l_ray.train.runtime import cpu_generator, derive_seed, seed_everything
-from ms2l_ray.train.strategies import Strategy, strategy
 
 
 @dataclass
@@ -93,8 +93,10 @@ def _evaluate_model(model: nn.Module, cfg: Config, data: SkeletonSet, idx: np.nd
 
 
 def feature_options(cfg: Config, ctx: LoopContext) -> dict[str, Any]:
-    """:func:`extract_features` keywords from the config: length-sorted batches (``data.bucketing``) and the
-    run's precision (autocast of the frozen encoder).
+    """:func:`extract_features` keywords from the config.
+
+    They select length-sorted batches (``data.bucketing``) and the run's precision (autocast of the frozen
+    encoder).
     """
     return {"bucketing": cfg.data.bucketing, "precision": Precision.make(cfg.precision, ctx.device)}
 
@@ -107,8 +109,9 @@ def _finish(best: dict[str, float], history: list[dict[str, float]], cm: torch.T
 
 def _knn(cfg: Config, data: SkeletonSet, splits: Splits, train_idx: np.ndarray, ms2l: MS2L,
          ctx: LoopContext) -> EvalResult:
-    """Weighted KNN of validation and test features against the training bank: no training at all, so it
-    shows what the frozen features separate by themselves (:mod:`ms2l_ray.train.knn`).
+    """Weighted KNN of validation and test features against the training bank (:mod:`ms2l_ray.train.knn`).
+
+    No training at all, so it shows what the frozen features separate by themselves.
     """
     ms2l.eval()
     kw: dict[str, Any] = dict(batch_size=cfg.evaluation.optim.batch_size, max_frames=cfg.data.max_frames,
@@ -320,8 +323,9 @@ def _probe_epoch(cfg: Config, o: OptimConfig, fit: Fit, train: tuple[torch.Tenso
 
 
 def _classifier_losses(out: ClassifierOutput, y: torch.Tensor) -> dict[str, torch.Tensor]:
-    """``loss`` first, then its terms: cross-entropy (in fp32), plus the MS²L pretext losses under joint
-    training, where the paper trains the self-supervised tasks alongside the classifier (arXiv:2010.05599
+    """``loss`` first, then its terms: cross-entropy (in fp32), plus the MS²L pretext losses under joint training.
+
+    Under joint training the paper trains the self-supervised tasks alongside the classifier (arXiv:2010.05599
     §4.3, "joint training").
     """
     ce = F.cross_entropy(out.logits.float(), y)  # fp32 loss (no-op cast under fp32)
@@ -402,7 +406,7 @@ def evaluate(cfg: Config, data: SkeletonSet, splits: Splits, pretrained: MS2L | 
     """Run ``cfg.evaluation.strategy``; ``pretrained`` is None for a randomly initialised encoder.
 
     Strategies that start from scratch (``supervised``, ``joint``) ignore ``pretrained``; the others fall
-    back to a random encoder when given None (the usual baseline). :mod:`ms2l_ray.train.strategies`.
+    back to a random encoder when given None (the usual baseline). :mod:`ms2l_ray.strategies`.
     """
     ctx = ctx or LoopContext()
     row = strategy(cfg.evaluation.strategy)

@@ -35,8 +35,9 @@ def _first_bad(terms: Mapping[str, torch.Tensor | float]) -> tuple[str, float] |
 
 
 class NonFiniteGuard:
-    """Per-loop guard; call :meth:`ok` once per training step with the step's loss terms, and
-    :meth:`end_epoch` after each epoch.
+    """Per-loop guard against non-finite losses.
+
+    Call :meth:`ok` once per training step with the step's loss terms, and :meth:`end_epoch` after each epoch.
 
     Args:
         phase: what trains (``"pretrain"``, ``"finetune"``, ``"linear probe"``), for the message.

@@ -68,8 +68,10 @@ ACCURACY_TASKS = ("jigsaw", "contrastive")  # tasks that log ``<task>_acc``
 
 @dataclass(frozen=True)
 class HealthNote:
-    """One finding. ``task``: motion | jigsaw | contrastive | encoder; ``kind``: chance | trivial | scale |
-    collapse; ``message``: one human-readable line with the numbers behind it.
+    """One finding of the pretext-task health check.
+
+    ``task``: motion | jigsaw | contrastive | encoder; ``kind``: chance | trivial | scale | collapse;
+    ``message``: one human-readable line with the numbers behind it.
     """
 
     task: str
@@ -127,7 +129,9 @@ def _chance(last: dict[str, float], segments: int) -> HealthNote | None:
 
 
 def _trivial(first: dict[str, float], task: str) -> HealthNote | None:
-    """Judged on the *training* accuracy of epoch 1: it averages over the epoch's steps from the untrained
+    """The ``trivial`` note when epoch 1 shows ``task`` solved from initialisation, else None.
+
+    Judged on the *training* accuracy of epoch 1: it averages over the epoch's steps from the untrained
     model on, so ≈ 1 there means the task was solved from initialisation — the signal its gradient sees.
     (Validation after epoch 1 can read lower for a reason unrelated to difficulty: eval-mode BatchNorm uses
     running statistics that a few steps have not settled.) Falls back to validation without training keys.

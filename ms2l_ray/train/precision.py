@@ -93,8 +93,10 @@ class Precision:
         (self.scaler.scale(loss) if self.scaler is not None else loss).backward()  # type: ignore[no-untyped-call]
 
     def step(self, opt: torch.optim.Optimizer, clip: Callable[[], None]) -> None:
-        """Clip and step: under fp16 the gradients are unscaled before ``clip`` and the step is skipped when
-        they overflowed (the scaler then lowers its scale).
+        """Clip the gradients and step the optimizer.
+
+        Under fp16 the gradients are unscaled before ``clip`` and the step is skipped when they overflowed (the
+        scaler then lowers its scale).
         """
         if self.scaler is None:
             clip()

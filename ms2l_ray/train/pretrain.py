@@ -32,8 +32,10 @@ from ms2l_ray.train.runtime import cpu_generator, derive_seed, seed_everything
 
 @dataclass
 class PretrainResult:
-    """The trained model (unwrapped, on its device), per-epoch history, the last epoch's metrics and the
-    pretext-task health notes (:func:`ms2l_ray.train.health.assess` of the history; empty when healthy).
+    """What pretraining returns: the trained model, per-epoch history, last metrics and health notes.
+
+    The model is unwrapped, on its device; the pretext-task health notes are :func:`ms2l_ray.train.health.assess`
+    of the history (empty when healthy).
     """
 
     model: MS2L
@@ -53,8 +55,9 @@ def new_model(cfg: Config, data: SkeletonSet, device: torch.device) -> MS2L:
 
 
 def bucket_lengths(cfg: Config, data: SkeletonSet, idx: np.ndarray) -> np.ndarray | None:
-    """Padded lengths of ``idx`` for the length-bucketed batch plans when ``data.bucketing`` is on, else None
-    (the random plans; :mod:`ms2l_ray.train.batches`).
+    """Padded lengths of ``idx`` for the length-bucketed batch plans when ``data.bucketing`` is on, else None.
+
+    None selects the random plans (:mod:`ms2l_ray.train.batches`).
     """
     return padded_lengths(data.lengths, idx, cfg.data.max_frames) if cfg.data.bucketing else None
 
@@ -85,8 +88,9 @@ def _validate(model: torch.nn.Module, cfg: Config, data: SkeletonSet, idx: np.nd
 
 def knn_probe(model: MS2L, cfg: Config, data: SkeletonSet, splits: Splits, ctx: LoopContext,
               precision: Precision | None = None) -> dict[str, float]:
-    """KNN top-1/top-5 on validation features against the training bank (the early-stopping proxy), plus the
-    validation embeddings' spread (``val_emb_std_mean/min``, ``val_emb_dead_frac``, ``val_samples``) that the
+    """KNN top-1/top-5 on validation features against the training bank: the early-stopping proxy.
+
+    Plus the validation embeddings' spread (``val_emb_std_mean/min``, ``val_emb_dead_frac``, ``val_samples``) that the
     collapse check of :mod:`ms2l_ray.train.health` reads — the features are already extracted here.
     """
     model.eval()
@@ -102,8 +106,9 @@ def knn_probe(model: MS2L, cfg: Config, data: SkeletonSet, splits: Splits, ctx: 
 
 
 def _step_plan(cfg: Config, data: SkeletonSet, splits: Splits, ctx: LoopContext) -> tuple[np.ndarray | None, int]:
-    """The training part's padded lengths (length-bucketed plans, else None) and this rank's steps per epoch;
-    a training part too small for one batch raises here, before any epoch.
+    """The training part's padded lengths (length-bucketed plans, else None) and this rank's steps per epoch.
+
+    A training part too small for one batch raises here, before any epoch.
     """
     lengths = bucket_lengths(cfg, data, splits.train)
     n_steps = len(train_batches(splits.train, cfg.pretrain.batch_size, seed=cfg.seed, epoch=0, rank=ctx.rank,
@@ -137,8 +142,9 @@ def _step_terms(out: PretrainOutput) -> dict[str, torch.Tensor]:
 
 def _train_epoch(cfg: Config, fit: Fit, data: SkeletonSet, batches: list[np.ndarray], epoch: int, ctx: LoopContext,
                  precision: Precision, progress: Progress) -> tuple[dict[str, float], int]:
-    """One epoch of the summed MS²L losses (arXiv:2010.05599 §3: motion prediction, jigsaw, contrastive) over
-    this rank's batches; returns the sample-weighted sums of the step metrics and the samples counted.
+    """One epoch of the summed MS²L losses (arXiv:2010.05599 §3: motion prediction, jigsaw, contrastive).
+
+    Runs over this rank's batches; returns the sample-weighted sums of the step metrics and the samples counted.
 
     Re-seeded from ``(seed, epoch, rank)`` so a resumed run replays the same masks, jigsaw orders and dropout.
     A step the guard skips is neither applied nor counted in the means.
@@ -168,8 +174,9 @@ def _train_epoch(cfg: Config, fit: Fit, data: SkeletonSet, batches: list[np.ndar
 
 def _epoch_metrics(sums: dict[str, float], seen: int, epoch: int, lr: float, elapsed: float, ctx: LoopContext,
                    precision: Precision) -> dict[str, float]:
-    """The epoch's training metrics: ``train_*`` means, ``epoch``, the epoch's ``lr``, time and throughput
-    (clips per second over all ranks) and the resolved precision.
+    """The epoch's training metrics: ``train_*`` means, ``epoch``, ``lr``, time, throughput and precision.
+
+    The ``lr`` is the epoch's, throughput is clips per second over all ranks, the precision the resolved one.
     """
     metrics = {f"train_{k}": v / seen for k, v in sums.items()}
     metrics.update(epoch=float(epoch + 1), lr=lr, epoch_time_s=elapsed,
@@ -178,8 +185,9 @@ def _epoch_metrics(sums: dict[str, float], seen: int, epoch: int, lr: float, ela
 
 
 def _knn_due(cfg: Config, splits: Splits, epoch: int) -> bool:
-    """Whether this epoch runs the KNN probe: every ``knn_every`` epochs and always the last one, so every
-    run reports the early-stopping proxy (needs a validation part).
+    """Whether this epoch runs the KNN probe: every ``knn_every`` epochs and always the last one.
+
+    So every run reports the early-stopping proxy (needs a validation part).
     """
     last = epoch + 1 == cfg.pretrain.epochs
     return bool(len(splits.val)) and (last or bool(cfg.knn_every and (epoch + 1) % cfg.knn_every == 0))
@@ -203,6 +211,10 @@ def pretrain(cfg: Config, data: SkeletonSet, splits: Splits, ctx: LoopContext | 
     pretext losses on validation and, per :func:`_knn_due`, the KNN probe.
 
     Args:
+        cfg: the run's config (model, ``pretrain`` schedule, pretext-task weights, precision, seed).
+        data: the skeleton set; its labels serve only the KNN probe, never the pretext losses.
+        splits: ``train`` is trained on, ``val`` scores the pretext losses and the KNN probe.
+        ctx: rank, device, DDP wrapping and epoch hooks (default: one CPU process, no hooks).
         resume: a checkpoint dict from a hook's ``make_state()``; training continues after its epoch.
     """
     ctx = ctx or LoopContext()
@@ -233,8 +245,9 @@ def pretrain(cfg: Config, data: SkeletonSet, splits: Splits, ctx: LoopContext | 
 
 def _report_epoch(ctx: LoopContext, epoch: int, metrics: dict[str, float], fit: Fit, history: list[dict[str, float]],
                   cfg: Config, data: SkeletonSet, precision: Precision) -> None:
-    """Log the epoch's line and hand the epoch to the hooks with a lazy checkpoint: what :func:`_restore`
-    needs to resume after it.
+    """Log the epoch's line and hand the epoch to the hooks with a lazy checkpoint.
+
+    The checkpoint holds what :func:`_restore` needs to resume after this epoch.
     """
     ctx.say(f"[pretrain] epoch {epoch + 1}/{cfg.pretrain.epochs} " + " ".join(
         f"{k}={v:.4f}" for k, v in metrics.items() if k.startswith(("train_", "val_"))))

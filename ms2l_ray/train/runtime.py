@@ -25,8 +25,10 @@ def derive_seed(*parts: int) -> int:
 
 
 def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch (all devices). Called at every epoch start with a derived seed so
-    that a run resumed from an epoch-boundary checkpoint replays exactly the same random stream.
+    """Seed Python, NumPy and torch (all devices).
+
+    Called at every epoch start with a derived seed so that a run resumed from an epoch-boundary checkpoint
+    replays exactly the same random stream.
     """
     random.seed(seed)
     np.random.seed(seed % (2**32))

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from ms2l_ray import strategies
 from ms2l_ray.config import STRATEGIES, ConfigError, load_config
 from ms2l_ray.data.source import load_dataset
-from ms2l_ray.train import strategies
 from ms2l_ray.train.evaluate import evaluate
 from ms2l_ray.train.loop import LoopContext
 from ms2l_ray.train.pretrain import pretrain

@@ -70,8 +70,9 @@ def in_range(values: np.ndarray) -> np.ndarray:
 
 def check_finite(values: np.ndarray, file: str | PathLike[str], field: str, *, first_line: int | None = None,
                  what: str = "row") -> None:
-    """Raise :class:`DataFormatError` at the first row (axis 0) of ``values`` holding NaN, inf or a coordinate
-    beyond ``±MAX_ABS_COORD`` (:mod:`ms2l_ray.limits`).
+    """Raise :class:`DataFormatError` at the first row of ``values`` holding NaN, inf or an out-of-range value.
+
+    Rows run along axis 0; out of range is beyond ``±MAX_ABS_COORD`` (:mod:`ms2l_ray.limits`).
 
     Call it on the values *as parsed* (float64 for text and JSON), before the cast to float32: ``1e39`` is
     finite in float64 and would silently become ``inf`` in float32. ``first_line`` maps row 0 to a 1-based
@@ -92,8 +93,10 @@ def check_finite(values: np.ndarray, file: str | PathLike[str], field: str, *, f
 def dense_samples(x: np.ndarray, lengths: np.ndarray, labels: np.ndarray, names: Sequence[str], *,
                   file: str | PathLike[str], field: str, start: int, log: ReadLog, skip_bad: bool,
                   ids: Sequence[tuple[int, int, int]] | None = None) -> list[Sample]:
-    """Samples from one padded chunk of a dense format; out-of-range (:func:`check_finite`) or all-zero rows
-    are bad input. ``x`` may be in the file's dtype: it is checked before the samples become float32.
+    """Samples from one padded chunk of a dense format.
+
+    Out-of-range (:func:`check_finite`) or all-zero rows are bad input. ``x`` may be in the file's dtype: it is
+    checked before the samples become float32.
 
     Shape:
         x ``[n, T, F]``, lengths/labels/names/ids ``[n]``; ``ids[k] = (subject, view, setup)``.

@@ -79,8 +79,9 @@ class NtuSkeleton:
 
     @property
     def bodies(self) -> np.ndarray:
-        """``[B, T, V, C]`` float32, zero where a body is absent (for inspection: B × T can be large; the
-        reader itself never builds it).
+        """``[B, T, V, C]`` float32, zero where a body is absent.
+
+        For inspection only: B × T can be large, and the reader itself never builds it.
         """
         out = np.zeros((len(self.body_ids), self.num_frames, NUM_JOINTS, 3), dtype=np.float32)
         out[self.body, self.frame] = self.xyz

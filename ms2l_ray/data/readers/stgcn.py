@@ -92,8 +92,9 @@ def _bounded_scalar(fn: Callable[..., Any], ceiling: int) -> Callable[..., Any]:
 
 
 class SafeUnpickler(pickle.Unpickler):
-    """An unpickler for untrusted label files: tuples, lists, str, int and numpy int/str arrays only, each
-    array at most ``ceiling`` bytes (checked before numpy allocates it).
+    """An unpickler for untrusted label files: tuples, lists, str, int and numpy int/str arrays only.
+
+    Each array is at most ``ceiling`` bytes, checked before numpy allocates it.
     """
 
     def __init__(self, file: Any, *, ceiling: int) -> None:

@@ -98,7 +98,10 @@ class Grid:
     baselines: list[Cell] = field(default_factory=list)
 
     def cell_config(self, cell: Cell, seed: int) -> Config:
-        """preset → base ``config`` → cell delta → overrides → seed, validated (errors name the cell)."""
+        """The config of ``cell`` at ``seed``: preset → base ``config`` → cell delta → overrides → seed, validated.
+
+        Errors name the cell.
+        """
         layers = [(f"{self.source}: config", self.config), (f"cell {cell.name!r}", cell.delta),
                   ("overrides", self.overrides), ("seed", {"seed": seed})]
         return compose(self.preset, layers=layers)

@@ -52,6 +52,8 @@ SUMMARY_KEYS = tag.EVAL_METRICS
 
 @dataclass
 class AblationResult:
+    """What an ablation returns: its mean ± std table and which cell-seeds ran, were skipped (resume) or failed."""
+
     name: str
     parent_run_id: str
     table: AblationTable
@@ -68,6 +70,7 @@ def read_ablation_record(storage_path: str, name: str) -> dict[str, Any] | None:
 
 
 def record_location(storage_path: str, name: str) -> str:
+    """Where ablation ``name``'s record lives, for messages that tell a person what to resume or remove."""
     return f"{storage_path.rstrip('/')}/{name}/{RECORD}"
 
 
@@ -152,8 +155,9 @@ def _plan(grid: Grid, tracking: Tracking, parent_id: str, log: Callable[[str], N
 
 def _baseline(cfg: Config, jobs: list[tuple[Evaluation, list[str]]], name: str, out_dir: str, tracking: Tracking,
               execution: Execution, cell_ref: RunRef, tags: dict[str, Any], title: str) -> dict[str, float]:
-    """A baseline cell-seed: no pretraining, each job on a fresh random encoder (``Grid.baseline_runs``), all
-    in one Train run (``tracked_chain`` without a pretraining).
+    """A baseline cell-seed: no pretraining, each job on a fresh random encoder (``Grid.baseline_runs``).
+
+    All its jobs run in one Train run (``tracked_chain`` without a pretraining).
     """
     chain_jobs = [ChainEvaluation(ev.apply(cfg), f"{name}-{labels[0]}", Path(out_dir) / labels[0],
                                   {**tags, tag.EVALUATION: labels[0], tag.REPORTED_AS: ",".join(labels),
@@ -173,6 +177,7 @@ def _pipeline(cfg: Config, evaluations: list[Evaluation], name: str, out_dir: st
               execution: Execution, cell_ref: RunRef, tags: dict[str, Any],
               baseline_jobs: list[tuple[Evaluation, list[str]]] | None = None, title: str = "") -> dict[str, float]:
     """One cell-seed: pretrain + evaluations (or a baseline's jobs) under the cell-seed run; the summary metrics.
+
     ``name`` keys Ray storage; ``title`` (:func:`cell_seed_title`) begins the MLflow names of its runs.
     """
     title = title or name
@@ -186,8 +191,9 @@ def _pipeline(cfg: Config, evaluations: list[Evaluation], name: str, out_dir: st
 
 
 def cell_seed_title(grid: str, cell: str, seed: int) -> str:
-    """A cell-seed's MLflow run name, read like the study: ``quick / contrastive / seed 1``; its jobs append
-    ``/ pretrain``, ``/ linear`` … (the parent run carries the ablation's unique name).
+    """A cell-seed's MLflow run name, read like the study: ``quick / contrastive / seed 1``.
+
+    Its jobs append ``/ pretrain``, ``/ linear`` … (the parent run carries the ablation's unique name).
     """
     return f"{grid} / {cell} / seed {seed}"
 
@@ -285,7 +291,7 @@ def _publish(parent: RunLogger, table: AblationTable, out_dir: Path) -> None:
     parent.log_artifact(out_dir / "table.md", "ablation")
     parent.log_artifact(out_dir / "table.csv", "ablation")
     if table.rows:  # the table's picture beside it: the parent run's artifacts read without `ms2l report`
-        from ms2l_ray.report.plots import ablation_bars
+        from ms2l_ray.studies.ablation.plots import ablation_bars
 
         png = ablation_bars([r.cell for r in table.rows], table.columns,
                             {col: [r.mean(col) for r in table.rows] for col in table.columns},

@@ -109,6 +109,7 @@ class Paired:
 
     @property
     def n(self) -> int:
+        """Number of paired seeds."""
         return len(self.seeds)
 
     @property
@@ -118,6 +119,7 @@ class Paired:
 
     @property
     def half_width(self) -> float:
+        """Half the confidence interval's width, the ± shown beside the mean difference."""
         return (self.ci_high - self.ci_low) / 2.0
 
     def mark(self) -> str:

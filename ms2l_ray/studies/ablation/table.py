@@ -117,13 +117,16 @@ class Row:
 
     @property
     def n(self) -> int:
+        """Number of seeds the cell has values for."""
         return len(self.seeds)
 
     def mean(self, col: str) -> float:
+        """Mean of column ``col`` over the seeds (nan without values)."""
         v = self.values.get(col, [])
         return statistics.fmean(v) if v else math.nan
 
     def std(self, col: str) -> float:
+        """Sample std of column ``col`` over the seeds (nan below two values)."""
         v = self.values.get(col, [])
         return statistics.stdev(v) if len(v) >= 2 else math.nan
 
@@ -150,6 +153,7 @@ class AblationTable:
 
     @property
     def random_row(self) -> Row | None:
+        """The random-encoder baseline's row, the reference of the ``Δ random`` columns; None without one."""
         return next((r for r in self.rows if r.baseline == "random"), None)
 
     @property
@@ -159,6 +163,7 @@ class AblationTable:
         return [c for c in self.columns if rnd is not None and rnd.values.get(c)]
 
     def plain(self, row: Row, col: str) -> str:
+        """``mean ± std`` of ``row`` in ``col`` without marks (``± n/a`` for one seed, ``–`` for none)."""
         m, s = row.mean(col), row.std(col)
         if math.isnan(m):
             return "–"
@@ -200,6 +205,7 @@ class AblationTable:
         return head, rows
 
     def to_markdown(self) -> str:
+        """The table as Markdown with its legend and the cells' health notes, for the report and the artifact."""
         head, rows = self.text_rows()
         lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 2 + ["---:"] * (len(head) - 2)) + "|"]
         lines += ["| " + " | ".join(r) + " |" for r in rows]
@@ -222,6 +228,7 @@ class AblationTable:
                          + [f"- {r.cell}: " + "; ".join(r.notes) for r in noted])
 
     def to_csv(self) -> str:
+        """Every number behind the table as CSV: per-column mean/std and both paired comparisons, per cell."""
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
         cmp_head = [f"{c}.{ref}.{x}" for c in self.columns for ref in ("vs_best", "vs_random")

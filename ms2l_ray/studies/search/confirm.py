@@ -32,6 +32,12 @@ TAG_PREFIX = "_"  # trial config keys starting with it are run tags, not config 
 
 @dataclass(frozen=True)
 class ConfirmSpec:
+    """``--confirm-top``/``--confirm-seeds``: how many of the best configurations to rerun, over how many seeds.
+
+    Why: the search's best objective is selected from many noisy trials, hence optimistic; fresh seeds give an
+    unbiased mean ± std of the chosen configurations.
+    """
+
     top: int  # configurations to rerun (the best finished ones)
     seeds: int  # fresh seeds per configuration
 
@@ -42,6 +48,8 @@ class ConfirmSpec:
 
 @dataclass
 class ConfirmedConfig:
+    """One rerun configuration: its search result beside the objectives its confirmation seeds reached."""
+
     rank: int  # 1 = the search's best
     trial_id: str  # the search trial whose configuration this is
     search_objective: float  # its objective in the search (selected, hence optimistic)
@@ -53,6 +61,7 @@ class ConfirmedConfig:
 
     @property
     def mean(self) -> float:
+        """Mean objective over the seeds that finished (nan when none did)."""
         return statistics.fmean(self.objectives) if self.objectives else math.nan
 
     @property
@@ -61,12 +70,15 @@ class ConfirmedConfig:
         return statistics.stdev(self.objectives) if len(self.objectives) > 1 else math.nan
 
     def test_mean_std(self) -> tuple[float, float]:
+        """Mean and sample std of test top-1 over the seeds (nan where undefined); shown, never selected on."""
         t = self.test_top1
         return (statistics.fmean(t) if t else math.nan, statistics.stdev(t) if len(t) > 1 else math.nan)
 
 
 @dataclass
 class Confirmation:
+    """The confirmation reruns of a search: every rerun configuration, ranked as in the search."""
+
     metric: str
     mode: str
     configs: list[ConfirmedConfig]
@@ -78,12 +90,14 @@ class Confirmation:
         return max(done, key=lambda c: sign * c.mean) if done else None
 
     def table(self) -> list[list[str]]:
+        """Header and one row per configuration: search objective, confirmation mean ± std, seeds, test top-1."""
         head = ["rank", "trial", f"search {self.metric}", f"confirm {self.metric} mean ± std", "seeds",
                 "test_top1 mean ± std (info)", "failed"]
         return [head] + [[str(c.rank), c.trial_id, f"{c.search_objective:.2f}", pm(c.mean, c.std),
                           ",".join(map(str, c.seeds)), pm(*c.test_mean_std()), str(c.failed)] for c in self.configs]
 
     def metrics(self) -> dict[str, float]:
+        """Parent-run metrics ``confirm_rank<k>_mean/_std/_n``; undefined (nan) values are left out."""
         out: dict[str, float] = {}
         for c in self.configs:
             out[f"confirm_rank{c.rank}_mean"] = c.mean
@@ -93,6 +107,7 @@ class Confirmation:
         return {k: v for k, v in out.items() if not math.isnan(v)}
 
     def to_json(self) -> dict[str, Any]:
+        """The confirmation as a JSON document: the best trial id and every configuration's seeds and results."""
         best = self.best()
         return {"metric": self.metric, "best_trial_id": best.trial_id if best else None,
                 "configs": [{"rank": c.rank, "trial_id": c.trial_id, "search_objective": c.search_objective,
@@ -102,6 +117,7 @@ class Confirmation:
 
 
 def pm(mean: float, std: float) -> str:
+    """``"mean ± std"`` to two decimals; just the mean when ``std`` is nan, ``"-"`` when the mean is."""
     if math.isnan(mean):
         return "-"
     return f"{mean:.2f}" if math.isnan(std) else f"{mean:.2f} ± {std:.2f}"
@@ -156,8 +172,9 @@ def summarise(top: list[TrialRow], results: list[tuple[dict[str, Any], dict[str,
 
 def run_confirmation(rows: list[TrialRow], spec: ConfirmSpec, setup: TrialSetup, directory: Path,
                      max_concurrent: int, verbose: int = 1) -> Confirmation | None:
-    """Rerun the top ``spec.top`` configurations over ``spec.seeds`` fresh seeds (a Tune grid under
-    ``<directory>/confirm``); None when no trial finished.
+    """Rerun the top ``spec.top`` configurations over ``spec.seeds`` fresh seeds; None when no trial finished.
+
+    The reruns are a Tune grid under ``<directory>/confirm``.
     """
     from ray import tune
 

@@ -100,11 +100,13 @@ class Noise:
     z: float = 1.0
 
     def of(self, p1: float, p2: float) -> float | None:
+        """The noise, in points, between proxies ``p1`` and ``p2``; None when neither rule applies."""
         if self.tolerance > 0:
             return self.tolerance
         return accuracy_noise(p1, p2, self.n, self.z) if self.n else None
 
     def describe(self) -> str:
+        """Which rule sets the noise, in words, for the report's fidelity section."""
         if self.tolerance > 0:
             return f"configured tolerance {self.tolerance:g} points"
         if self.n:
@@ -124,6 +126,11 @@ class TrialHistory:
 
 @dataclass(frozen=True)
 class RungFidelity:
+    """Rank agreement between the proxy at rung ``epoch`` and the final objective (None: too few trials).
+
+    Why: ASHA cuts trials on the proxy, which is only sound when the proxy ranks trials as the objective does.
+    """
+
     epoch: int
     n: int  # finished trials with a proxy at this rung
     spearman: float | None
@@ -144,15 +151,19 @@ class CloseCut:
 
 @dataclass
 class Fidelity:
+    """How far early stopping can be trusted: per-rung rank correlations and the trials cut within noise."""
+
     rungs: list[RungFidelity] = field(default_factory=list)
     close_cuts: list[CloseCut] = field(default_factory=list)
     min_rho: float = 0.5
     noise: str = ""
 
     def weak(self) -> list[RungFidelity]:
+        """Rungs whose Spearman correlation is below ``min_rho``: cutting trials there may drop good ones."""
         return [r for r in self.rungs if r.spearman is not None and r.spearman < self.min_rho]
 
     def warnings(self) -> list[str]:
+        """One line per weak rung and per close cut, for the console and the report."""
         out = [f"weak proxy at epoch {r.epoch}: Spearman rho={r.spearman:.2f} < {self.min_rho:g} over {r.n} "
                f"finished trials; ranking on it may cut good trials" for r in self.weak()]
         out += [f"trial {c.trial_id} was stopped at epoch {c.epoch} with proxy {c.proxy:.2f}, within noise "

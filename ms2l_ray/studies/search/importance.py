@@ -19,6 +19,8 @@ from typing import Any
 
 @dataclass
 class Importance:
+    """Optuna's hyperparameter importances of a search, or the ``reason`` they could not be computed."""
+
     values: dict[str, float] = field(default_factory=dict)  # parameter → normalised importance, descending
     evaluator: str = ""
     n_complete: int = 0

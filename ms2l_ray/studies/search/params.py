@@ -39,6 +39,7 @@ class Condition:
     value: Any
 
     def holds(self, values: dict[str, Any]) -> bool:
+        """Whether the condition holds for the values sampled so far (False when its parent was not sampled)."""
         if self.key not in values:  # the parent itself was not sampled (its own condition failed)
             return False
         v = values[self.key]
@@ -61,6 +62,7 @@ class Param:
     when: tuple[Condition, ...] = ()
 
     def active(self, values: dict[str, Any]) -> bool:
+        """Whether this parameter is sampled, given the values sampled before it: all its ``when`` hold."""
         return all(c.holds(values) for c in self.when)
 
 
@@ -80,6 +82,7 @@ def field_type(dotted: str) -> type:
 
 
 def number(value: Any, what: str, integer: bool = False) -> float | int:
+    """``value`` when it is a number (an integer if ``integer``; never a bool), else a ``ConfigError`` on ``what``."""
     ok = isinstance(value, int) if integer else isinstance(value, (int, float))
     if isinstance(value, bool) or not ok:
         raise ConfigError(f"{what}: expected {'an integer' if integer else 'a number'}, got {value!r}")
@@ -87,12 +90,14 @@ def number(value: Any, what: str, integer: bool = False) -> float | int:
 
 
 def known_keys(raw: dict[str, Any], allowed: set[str] | tuple[str, ...], where: str) -> None:
+    """Raise ``ConfigError`` at ``where`` for keys of ``raw`` outside ``allowed``, so a typo is not ignored."""
     unknown = sorted(set(raw) - set(allowed))
     if unknown:
         raise ConfigError(f"{where}: unknown keys {unknown}; known: {sorted(allowed)}")
 
 
 def as_mapping(raw: Any, where: str) -> dict[str, Any]:
+    """``raw`` as a mapping (``{}`` for an empty YAML section), else a ``ConfigError`` at ``where``."""
     if raw is None:
         return {}
     if not isinstance(raw, dict):
@@ -101,8 +106,9 @@ def as_mapping(raw: Any, where: str) -> dict[str, Any]:
 
 
 def _check_value(base: Config, key: str, value: Any, where: str) -> None:
-    """Would the config accept ``key = value``? Type and range problems of this key only (cross-field rules such
-    as 'not every task weight 0' are checked per trial, which is pruned when they fail).
+    """Would the config accept ``key = value``? Type and range problems of this key only.
+
+    Cross-field rules such as 'not every task weight 0' are checked per trial, which is pruned when they fail.
     """
     try:
         apply_delta(base, unflatten({key: value}), where)

@@ -24,11 +24,13 @@ class TrialLines(Callback):  # type: ignore[misc]
 
     def on_trial_result(self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any],
                         **info: Any) -> None:
+        """Update ``trial``'s live line with its phase, epoch and objective."""
         if OBJECTIVE in result:
             current().progress(f"trial {trial.trial_id}", f"{result.get(PHASE, '?')} epoch {result.get('epoch', '?')} "
                                                           f"objective={float(result[OBJECTIVE]):.2f}")
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        """Replace ``trial``'s live line by its result line: objective, rejected, or stopped early."""
         self.done += 1
         last = trial.last_result or {}
         if last.get(REJECTED):
@@ -41,6 +43,7 @@ class TrialLines(Callback):  # type: ignore[misc]
         say(f"[tune] {self.done}/{len(trials)} trial {trial.trial_id}: {what}")
 
     def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        """Replace ``trial``'s live line by a FAILED line pointing at the log file."""
         self.done += 1
         current().finish(f"trial {trial.trial_id}")
         where = f"; details in {current().log_path}" if current().log_path else ""

@@ -80,6 +80,7 @@ class TrialRunsCallback(Callback):  # type: ignore[misc]
         self.runs, self.objective, self.final, self.rejected = runs, objective, final, rejected
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        """Close the run of a trial the scheduler cut (FINISHED, early_stopped); finished trials closed their own."""
         last = trial.last_result or {}
         if last.get(self.final) or last.get(self.rejected) or self.objective not in last:
             return  # finished or rejected: the trial closed its own run
@@ -87,4 +88,5 @@ class TrialRunsCallback(Callback):  # type: ignore[misc]
         self.runs.close_trial(trial.trial_id, tag.OUTCOME_EARLY_STOPPED, "FINISHED", metrics)
 
     def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        """Close a failed trial's run as FAILED, so no run stays RUNNING after the search."""
         self.runs.close_trial(trial.trial_id, tag.OUTCOME_FAILED, "FAILED")

@@ -32,8 +32,10 @@ REJECTED = "config_rejected"  # 1.0 in the only report of a trial whose sampled 
 
 
 def worst_objective(mode: str) -> float:
-    """The objective a rejected trial reports: Tune requires the metric in every result, and the objectives are
-    accuracies in percent, so 0 (max) or 100 (min) ranks it last without an infinity in the logs.
+    """The objective a rejected trial reports: 0 (max) or 100 (min), the worst accuracy in percent.
+
+    Tune requires the metric in every result, and the objectives are accuracies in percent, so this ranks the
+    trial last without an infinity in the logs.
     """
     return 0.0 if mode == "max" else 100.0
 
@@ -49,6 +51,7 @@ class SpaceSampler:
         self.parameters = parameters
 
     def __call__(self, trial: Any) -> None:
+        """Suggest every active parameter on the Optuna ``trial``, in file order."""
         values: dict[str, Any] = {}
         for p in self.parameters:
             if p.active(values):
@@ -65,8 +68,10 @@ def suggest(trial: Any, p: Param) -> Any:
 
 
 def make_sampler(spec: SamplerSpec, parameters: tuple[Param, ...] = ()) -> Any:
-    """Seeded Optuna sampler. ``multivariate_tpe`` uses ``group=True`` so conditional parameters are modelled
-    within the sub-spaces where they exist; ``grid`` visits the product of ``parameters``' values in a seeded
+    """Seeded Optuna sampler for the space's ``sampler`` spec.
+
+    ``multivariate_tpe`` uses ``group=True`` so conditional parameters are modelled within the sub-spaces where
+    they exist; ``grid`` visits the product of ``parameters``' values in a seeded
     random order (so a grid cut short is still a uniform sample of it).
     """
     import optuna
@@ -88,6 +93,7 @@ class TuneGridSampler(optuna.samplers.GridSampler):  # type: ignore[misc]
     """
 
     def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
+        """Do nothing: the parent would ``study.stop()`` at the end of the grid, which raises under Tune."""
         return None
 
 
@@ -99,6 +105,7 @@ class ObjectiveOptunaSearch(OptunaSearch):  # type: ignore[misc]
     """``OptunaSearch`` that completes a trial only on its final (evaluation) objective; see the module doc."""
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
+        """Tell Optuna the trial ended: COMPLETE only with its final objective, PRUNED when it was cut earlier."""
         if result is not None and not result.get(FINAL):
             result = {k: v for k, v in result.items() if k != self.metric}  # → PRUNED, not COMPLETE
         super().on_trial_complete(trial_id, result=result, error=error)

@@ -63,6 +63,8 @@ SPACE_KEYS = ("name", "description", "preset", "config", "evaluation", "metric",
 
 @dataclass(frozen=True)
 class SamplerSpec:
+    """The space's ``sampler`` section: which Optuna sampler proposes trials, and its seed."""
+
     type: str = "tpe"
     seed: int = 0  # a seeded sampler: the same space and seed propose the same trials
     n_startup_trials: int = 10  # random trials before TPE models the results
@@ -70,6 +72,8 @@ class SamplerSpec:
 
 @dataclass(frozen=True)
 class SchedulerSpec:
+    """The space's ``scheduler`` section: how Tune stops trials early on the KNN proxy (ASHA, Hyperband, none)."""
+
     type: str = "asha"
     grace_period: int = 1  # epochs before a trial can be cut (and the KNN probe interval)
     reduction_factor: float = 2.0
@@ -112,6 +116,7 @@ class SearchSpace:
 
     @property
     def keys(self) -> list[str]:
+        """The searched parameters' dotted config paths, in file order."""
         return [p.key for p in self.parameters]
 
     def base_config(self, extra: dict[str, Any] | None = None) -> Config:
@@ -125,6 +130,7 @@ class SearchSpace:
 
     @property
     def early_stopping(self) -> bool:
+        """Whether the scheduler cuts trials before their last epoch."""
         return self.scheduler.type in EARLY_STOPPING
 
     def max_t(self, cfg: Config) -> int:
@@ -144,16 +150,19 @@ class SearchSpace:
         return max_t
 
     def knn_every(self) -> int:
-        """Probe KNN at every rung (rungs sit at grace_period·rf^k, all multiples of grace_period), or every
-        ``fidelity.probe_every`` epochs; 0 → only at the last epoch.
+        """The trials' ``knn_every``: probe KNN at every rung, or every ``fidelity.probe_every`` epochs.
+
+        Rungs sit at grace_period·rf^k, all multiples of grace_period; 0 → only at the last epoch.
         """
         if self.fidelity.probe_every:
             return self.fidelity.probe_every
         return self.scheduler.grace_period if self.early_stopping else 0
 
     def rung_epochs(self, cfg: Config) -> list[int]:
-        """The epochs whose proxy fidelity is measured: the scheduler's rungs (rounded up to a probed epoch),
-        or — without early stopping — every probed epoch and the last one.
+        """The epochs whose proxy fidelity is measured.
+
+        They are the scheduler's rungs (rounded up to a probed epoch), or — without early stopping — every probed
+        epoch and the last one.
         """
         epochs = cfg.pretrain.epochs
         every = self.knn_every()

@@ -34,6 +34,8 @@ SUMMARY_DIR = "summary"
 
 @dataclass
 class TrialRow:
+    """One trial of a search as the summary table, the report and the confirmation reruns read it."""
+
     trial_id: str
     status: str
     objective: float | None  # the evaluation's validation metric; finished trials only
@@ -44,11 +46,14 @@ class TrialRow:
     rungs: dict[int, float] = field(default_factory=dict)  # pretraining epoch → proxy reported there
 
     def history(self) -> TrialHistory:
+        """The trial's proxy per rung and final objective, as the fidelity check takes them."""
         return TrialHistory(self.trial_id, self.status, self.rungs, self.objective)
 
 
 @dataclass
 class SearchResult:
+    """What a search returns: its trials, best trial and config, parent run, importance and proxy fidelity."""
+
     name: str
     path: str
     rows: list[TrialRow]
@@ -142,6 +147,7 @@ def measure_fidelity(rows: list[TrialRow], space: SearchSpace, cfg: Config) -> F
 
 
 def fidelity_markdown(fid: Fidelity, proxy: str, metric: str) -> str:
+    """The proxy-fidelity table (per-rung Spearman and Kendall tau-b) and its warnings, as Markdown."""
     head = [f"Proxy fidelity: {proxy} at each rung vs. the final {metric} (finished trials); noise = {fid.noise}",
             "", "| epoch | trials | Spearman | Kendall tau-b |", "|---|---|---|---|"]
     body = [f"| {r.epoch} | {r.n} | {_fmt(r.spearman)} | {_fmt(r.kendall)} |" for r in fid.rungs]
@@ -150,6 +156,7 @@ def fidelity_markdown(fid: Fidelity, proxy: str, metric: str) -> str:
 
 
 def best_row(rows: list[TrialRow], mode: str) -> TrialRow | None:
+    """The finished trial with the best finite objective (``mode`` ``max`` or ``min``); None when none finished."""
     done = [r for r in rows if r.status == "finished" and r.objective is not None and math.isfinite(r.objective)]
     if not done:
         return None
@@ -174,6 +181,7 @@ def table(rows: list[TrialRow], keys: list[str], metric: str, proxy: str) -> lis
 
 
 def format_table(lines: list[list[str]]) -> str:
+    """Header and rows as aligned plain-text columns with a dashed rule under the header, for the terminal."""
     widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
     out = ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines]
     out.insert(1, "  ".join("-" * w for w in widths))
@@ -181,12 +189,14 @@ def format_table(lines: list[list[str]]) -> str:
 
 
 def to_csv(lines: list[list[str]]) -> str:
+    """Header and rows as CSV text."""
     buf = io.StringIO()
     csv.writer(buf).writerows(lines)
     return buf.getvalue()
 
 
 def to_markdown(lines: list[list[str]]) -> str:
+    """Header and rows as a Markdown table."""
     md = ["| " + " | ".join(lines[0]) + " |", "|" + "---|" * len(lines[0])]
     return "\n".join(md + ["| " + " | ".join(line) + " |" for line in lines[1:]]) + "\n"
 

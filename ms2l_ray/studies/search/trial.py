@@ -64,6 +64,7 @@ class TrialSetup:
 
     @property
     def runs(self) -> SearchRuns | None:
+        """The search's MLflow runs under its parent; None when the search is untracked."""
         return SearchRuns(self.tracking_uri, self.parent_run_id) if self.tracking_uri and self.parent_run_id else None
 
     def trial_config(self, params: dict[str, Any]) -> Config:
@@ -102,6 +103,7 @@ class ProxyReportCallback(TuneReportCallback):  # type: ignore[misc]
         self.proxy = proxy
 
     def after_report(self, run_context: Any, metrics: list[dict[str, Any]], checkpoint: Any) -> None:
+        """Forward rank 0's report to Tune when it carries the proxy (without the checkpoint), else nothing."""
         first = metrics[0] if metrics else {}
         if self.proxy not in first:
             return

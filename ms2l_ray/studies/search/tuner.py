@@ -1,5 +1,6 @@
-"""The search driver: a Ray Tune ``Tuner`` over :func:`~ms2l_ray.studies.search.trial.run_trial`, Optuna + ASHA, one
-MLflow parent run, resumable after the driver dies.
+"""The search driver: a Ray Tune ``Tuner`` over :func:`~ms2l_ray.studies.search.trial.run_trial`, Optuna + ASHA.
+
+It records one MLflow parent run and is resumable after the driver dies.
 
 Resources. A trial is a Tune function trainable that only launches ``TorchTrainer`` jobs and waits, so it
 reserves no CPU (:data:`TRIAL_DRIVER_RESOURCES`: a token of logical memory, because Tune refuses an empty
@@ -55,6 +56,7 @@ def default_max_concurrent(cluster: dict[str, float], resources: Resources, num_
 
 
 def search_dir(storage_path: str | None, name: str) -> Path:
+    """``<storage>/<name>``, the search's local folder (Tune state, Optuna study, record); URIs are refused."""
     storage = storage_path or default_storage_path()
     if "://" in storage:
         raise ValueError(f"--storage-path {storage}: a search keeps its Optuna study and trial outputs beside Tune's "
@@ -77,6 +79,7 @@ class SearchRecord:
     created: str
 
     def space(self) -> SearchSpace:
+        """The search space as the search ran it: the recorded file with its command-line overrides."""
         space = parse_space(self.space_raw, self.space_source, name=Path(self.space_source).stem)
         return with_overrides(space, **self.overrides)
 
@@ -95,6 +98,7 @@ class SearchRecord:
         return json.dumps(d, indent=1)
 
     def save(self, directory: Path) -> None:
+        """Write the record into ``directory`` atomically (a temporary file, then a rename)."""
         directory.mkdir(parents=True, exist_ok=True)
         tmp = directory / (RECORD + ".tmp")
         tmp.write_text(self.to_json())
@@ -102,6 +106,7 @@ class SearchRecord:
 
     @classmethod
     def load(cls, directory: Path) -> SearchRecord:
+        """The record in ``directory``; ``FileNotFoundError`` listing the searches beside it when there is none."""
         path = directory / RECORD
         if not path.exists():
             known = sorted(p.parent.name for p in directory.parent.glob(f"*/{RECORD}"))
@@ -144,7 +149,13 @@ def run_search(space: SearchSpace, *, name: str | None = None, storage_path: str
 
     Args:
         space: a validated space (:func:`~ms2l_ray.studies.search.space.load_space` + overrides).
+        name: the search name (Tune experiment, storage folder, MLflow parent run); default ``<space>-<stamp>``.
+        storage_path: where Tune, Train and the Optuna study keep their state (default ``./ray_results``).
+        tracking: the MLflow store of the parent and trial runs; None: untracked.
+        resources: each trial job's workers and per-worker resources.
         extra: config deltas from the command line (``--set``, ``--seed``, ``--dataset``) for every trial.
+        max_failures: worker failures each trial job recovers from (Ray Train's ``FailureConfig``).
+        verbose: Tune's verbosity (its status table).
         confirm: rerun the top configurations over fresh seeds after the search (:mod:`.confirm`).
     """
     import ray
