@@ -47,10 +47,10 @@ def test_each_layer_imports_only_the_layers_below_it() -> None:
     wrong = []
     for module, path in _modules().items():
         src = _layer(module)
-        for target in _imports(path):
+        for target in (t for t in _imports(path) if t.startswith("ms2l_ray")):
             dst = _layer(target)
             below = RANK[dst] < RANK[src] or RANK[src] == RANK[dst] == 0  # kit modules may use each other
-            if target.startswith("ms2l_ray") and dst != src and not below:
+            if dst != src and not below:
                 wrong.append(f"{path.relative_to(REPO)}: {src} ({RANK[src]}) imports {target} ({RANK[dst]})")
     assert wrong == []
 
