@@ -24,7 +24,7 @@ within ``--within`` points of the grid's best (trials taken in the order the sam
 the seeds that got there, and how many did). Then the proxy's fidelity per rung (Spearman, Kendall τ-b between
 the KNN proxy at each rung and the final objective; :mod:`ms2l_ray.studies.search.fidelity`).
 
-Full run (not yet measured here; expect roughly 30–40 minutes on a quiet 2-core laptop)::
+Full run (measured: 3243 s wall on a shared 2-core machine; table and reading in the README, "Searching")::
 
     OMP_NUM_THREADS=1 python benchmarks/search_efficiency.py --seeds 3 --samples 6 --asha-samples 8 --cpus 2
 
