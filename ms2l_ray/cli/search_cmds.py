@@ -13,17 +13,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ms2l_ray.cli import options
 from ms2l_ray.cli.common import absolute_dataset, absolute_dataset_delta, write_json
 from ms2l_ray.cli.execution import start_ray, storage_from_args, tracking_from_args, trial_resources
-from ms2l_ray.cli.options import (
-    TUNE_CPUS_PER_TRIAL,
-    add_execution_options,
-    add_json,
-    add_name_and_resume,
-    add_study_config_options,
-    add_trial_resource_options,
-    resume_name,
-)
 from ms2l_ray.config import ConfigError, merge_deltas, parse_override
 from ms2l_ray.names import check_name
 
@@ -63,7 +55,7 @@ def _tune(args: argparse.Namespace) -> int:
     confirm = _confirm(args)
     if args.name is not None:
         check_name("--name", args.name)
-    resumed = resume_name(args, "search")
+    resumed = options.resume_name(args, "search")
     if resumed is not None:
         start_ray(args, Path("outputs") / resumed)
         result = resume_search(resumed, storage_path=storage_from_args(args),
@@ -97,22 +89,23 @@ def add_search_commands(sub: argparse._SubParsersAction) -> None:  # type: ignor
     p = sub.add_parser("tune", help="Ray Tune + Optuna hyperparameter search (pretrain → linear eval per trial)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("space", type=Path, help="search space YAML (see search_spaces/)")
-    add_name_and_resume(p, name_help="search name (Tune experiment and MLflow parent run); default <space>-<timestamp>",
+    options.add_name_and_resume(p, name_help="search name (Tune experiment and MLflow parent run); default "
+                                             "<space>-<timestamp>",
                         resume_help="continue the interrupted search --name NAME (with the space and settings it "
                                     "recorded)")
-    add_study_config_options(p, "space", set_help="fixed config override for every trial (repeatable); searched keys "
-                                                  "are refused",
+    options.add_study_config_options(p, "space", set_help="fixed config override for every trial (repeatable); "
+                                                          "searched keys are refused",
                              seed_help="experiment seed of every trial and the sampler's seed")
     p.add_argument("--num-samples", type=int, default=None, help="trials (default: the space's num_samples)")
     p.add_argument("--max-concurrent", type=int, default=None,
                    help="trials at once (default: the space's, else cluster CPUs (GPUs) / per-trial need)")
-    add_trial_resource_options(p, "trial job", TUNE_CPUS_PER_TRIAL,
+    options.add_trial_resource_options(p, "trial job", options.TUNE_CPUS_PER_TRIAL,
                                "CPUs each trial's TorchTrainer takes, split over --workers (default 1 per worker)")
     p.add_argument("--confirm-top", type=int, default=None, metavar="K",
                    help="after the search, rerun the K best configurations over fresh seeds and report mean ± std "
                         "(runs nested under the search's MLflow parent, tagged confirm=1)")
     p.add_argument("--confirm-seeds", type=int, default=None, metavar="S",
                    help="fresh seeds per confirmed configuration (seed+1 … seed+S; default 3)")
-    add_json(p, "write best config, best objective and trial counts to this file")
-    add_execution_options(p, engines=False, workers=False)
+    options.add_json(p, "write best config, best objective and trial counts to this file")
+    options.add_execution_options(p, engines=False, workers=False)
     p.set_defaults(func=_tune)
