@@ -39,6 +39,14 @@ class DataFormatError(ValueError):
         msg = f"{where}: field {field!r} = {shown}"
         super().__init__(f"{msg}: {reason}" if reason else msg)
 
+    @classmethod
+    def from_message(cls, message: str) -> DataFormatError:
+        """The error as another process reported it: its message only (file, field and value are in the text)."""
+        err = cls.__new__(cls)
+        ValueError.__init__(err, message)
+        err.file, err.line, err.field, err.value, err.reason = "", None, "", None, ""
+        return err
+
     def __reduce__(self) -> tuple[Any, ...]:
         # Keyword-only ``line`` is not restored by the default exception pickling (Ray ships errors between
         # processes), so rebuild from the attributes.

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ms2l_ray.jobs.fatal import FATAL_FILE, raise_if_fatal
 from ms2l_ray.jobs.spec import JobSpec, Resources
 from ms2l_ray.jobs.worker import OUTCOME_FILES, SPEC_KEY, train_loop_per_worker
 
@@ -64,7 +65,11 @@ def _fit(spec: JobSpec, *, name: str, resources: Resources, storage_path: str | 
 
 
 def _outcome(spec: JobSpec, result: Any) -> JobOutcome:
-    """A job's outcome from the files rank 0 wrote to its ``out_dir`` (else the Result's last metrics)."""
+    """A job's outcome from the files rank 0 wrote to its ``out_dir`` (else the Result's last metrics).
+
+    A job that stopped on an error no retry fixes raises it here (:mod:`ms2l_ray.jobs.fatal`).
+    """
+    raise_if_fatal(spec.out_dir)
     out = Path(spec.out_dir)
     metrics_file, history_file = out / "metrics.json", out / "history.json"
     metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else dict(result.metrics or {})
@@ -75,6 +80,7 @@ def _outcome(spec: JobSpec, result: Any) -> JobOutcome:
 def run_job(spec: JobSpec, *, name: str, resources: Resources, storage_path: str | None = None,
             max_failures: int = 2, callbacks: list[Any] | None = None) -> JobOutcome:
     """Run one job on the Ray cluster (which must be initialised) and return its outcome."""
+    (Path(spec.out_dir) / FATAL_FILE).unlink(missing_ok=True)  # an error an earlier run recorded is not this one's
     result = _fit(spec, name=name, resources=resources, storage_path=storage_path, max_failures=max_failures,
                   callbacks=callbacks)
     return _outcome(spec, result)
@@ -89,7 +95,7 @@ def run_chain(stages: list[JobSpec], *, name: str, resources: Resources, storage
     earlier one".
     """
     for stage in stages:
-        for file in OUTCOME_FILES:
+        for file in (*OUTCOME_FILES, FATAL_FILE):
             (Path(stage.out_dir) / file).unlink(missing_ok=True)
     result = _fit(JobSpec.chain(stages), name=name, resources=resources, storage_path=storage_path,
                   max_failures=max_failures, callbacks=callbacks)

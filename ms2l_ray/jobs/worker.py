@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ms2l_ray.jobs.fatal import is_fatal, write_fatal
 from ms2l_ray.jobs.spec import JobSpec
 from ms2l_ray.train.loop import LoopContext
 
@@ -193,7 +194,14 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     for stage in spec.stage_specs():
         if spec.kind == "chain" and stage_finished(stage):
             continue
-        metrics = _run_stage(stage, rank, world, device, tctx.get_experiment_name())
+        try:
+            metrics = _run_stage(stage, rank, world, device, tctx.get_experiment_name())
+        except Exception as exc:
+            if not is_fatal(exc):
+                raise  # Ray Train retries it (a lost worker, a transient failure)
+            if rank == 0:
+                write_fatal(stage.out_dir, exc)
+            return  # every rank stops alike; the driver raises the recorded error, nothing is retried
         if spec.kind == "chain" and world > 1:
             # rank 0 writes the encoder a later stage loads: no rank starts that stage before it is on disk
             torch.distributed.barrier()

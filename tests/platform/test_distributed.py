@@ -338,3 +338,24 @@ def test_chain_skips_stages_finished_before_a_restart_but_not_leftovers(tmp_path
     spec = JobSpec.make("evaluate", Evaluation("linear").apply(tiny()), str(out))
     [outcome] = run_chain([spec], name="stale", resources=Resources(), storage_path=str(tmp_path / "ray"))
     assert outcome.metrics["test_top1"] >= 0  # recomputed, not the planted -1
+
+
+def test_a_bad_dataset_fails_once_with_its_own_error_not_after_retries(tmp_path: Path, sqlite_uri: str) -> None:
+    """A data error fails every attempt alike: the job stops at once with it, and the run is FAILED (issue 14)."""
+    from ms2l_ray.data.errors import DataFormatError
+    from ms2l_ray.jobs.fatal import FATAL_FILE
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a store\n")
+    started = time.time()
+    with pytest.raises(DataFormatError) as err:
+        tracked_pretrain(tiny(f"data.dataset={notes}"), name="bad-data", out_dir=tmp_path / "out",
+                         tracking=Tracking(sqlite_uri),
+                         execution=Execution(Resources(workers=2), storage_path=str(tmp_path / "ray"), max_failures=2))
+    assert type(err.value) is DataFormatError  # not Ray's WorkerGroupError after max_failures restarts
+    assert str(err.value).startswith(f"{notes}: field ")
+    assert json.loads((tmp_path / "out" / FATAL_FILE).read_text())["type"] == "DataFormatError"
+    c = client(sqlite_uri)
+    [run] = c.search_runs([c.get_experiment_by_name("ms2l").experiment_id])
+    assert run.info.status == "FAILED"
+    print(f"bad-data job failed in {time.time() - started:.1f} s")
