@@ -115,7 +115,7 @@ def run_job_body(spec: JobSpec, ctx: LoopContext, resume: dict[str, Any] | None 
 
     This is everything a Train worker does after Ray has set it up, kept free of Ray and MLflow imports so
     the distributed path (DDP, NCCL collectives, CUDA devices) can be tested with a bare
-    ``torch.distributed`` process group (``tests/test_gpu_distributed.py``) on machines without Ray.
+    ``torch.distributed`` process group (``tests/gpu/test_gpu_distributed.py``) on machines without Ray.
 
     Args:
         spec: the job: its kind, config and output folder.

@@ -8,7 +8,7 @@ with ``T``. That holds from initialisation on for any stack of more than one lay
 biases a *first-layer* GRU fed zeros from a zero state stays at zero, but the first layer's forward direction
 carries its state past each clip's end, so its outputs over the padding are non-zero and the second layer's
 backward direction reads them before the clip (measured at init, 2-layer BiGRU: pooled features differ by
-about 5 % between ``"padded"`` and ``"reversed"``; ``tests/test_model.py`` pins it). ``impl="padded"``
+about 5 % between ``"padded"`` and ``"reversed"``; ``tests/core/test_model.py`` pins it). ``impl="padded"``
 restores the reference behaviour; the config field ``model.encoder_impl`` selects it.
 
 Two implementations skip padding (:func:`run_gru`). They give the same outputs at valid frames and the same

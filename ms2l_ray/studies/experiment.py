@@ -99,7 +99,7 @@ def run_pipeline(cfg: Config, evaluations: list[Evaluation], *, name: str, out_r
             ev_tags = {**(tags or {}), tag.EVALUATION: ev.label}
             jobs.append(ChainEvaluation(ev.apply(cfg), f"{name}-{ev.label}-{stamp}", out_root / ev.label, ev_tags,
                                         pretrained=ev.strategy not in FROM_SCRATCH, title=f"{title} / {ev.label}"))
-        # One Train run for the pretraining and every evaluation (orchestrate.tracked_chain): the evaluation
+        # One Train run for the pretraining and every evaluation (jobs.tracked.tracked_chain): the evaluation
         # runs exist before pretraining ends, so their parent_pretrain_run tag is set from the start.
         chain = tracked_chain(cfg if pretrained else None, jobs, name=f"{name}-{stamp}",
                               pretrain_name=f"{name}-pretrain-{stamp}", pretrain_out=out_root / "pretrain",

@@ -2,7 +2,7 @@
 
 Ray's stream of worker lines is fed in the form Ray's driver hands it to its handler (a dict per batch);
 the live-line mode is driven through a real pseudo-terminal. The whole-command check — a real ablation's
-terminal output — is in ``tests/test_ablation.py`` (``test_console_shows_our_lines_and_files_…``).
+terminal output — is in ``tests/platform/test_ablation.py`` (``test_console_shows_our_lines_and_files_…``).
 """
 
 from __future__ import annotations
