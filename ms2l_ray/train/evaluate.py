@@ -296,20 +296,20 @@ def _fit_probe(cfg: Config, feats: Features, lr: float, num_classes: int, ctx: L
                            n_steps, ctx.say)
     fit = Fit(clf, wrapped, opt, sched, guard)
     best, history = _select_on_val(
-        clf, o.epochs, lambda epoch: _probe_epoch(cfg, o, fit, feats["train"], epoch, ctx),
+        clf, o.epochs, lambda epoch: _probe_epoch(cfg, o, fit, feats["train"], pos, epoch, ctx),
         lambda: _score_probe(clf, feats, "val", num_classes, ctx)[0],
         _hooks(ctx, clf) if hooks else lambda epoch, m: None)
     return best, clf, history
 
 
-def _probe_epoch(cfg: Config, o: OptimConfig, fit: Fit, train: tuple[torch.Tensor, torch.Tensor], epoch: int,
-                 ctx: LoopContext) -> dict[str, float]:
-    """One epoch of cross-entropy on the cached training features (this rank's shard of the batches)."""
+def _probe_epoch(cfg: Config, o: OptimConfig, fit: Fit, train: tuple[torch.Tensor, torch.Tensor], pos: np.ndarray,
+                 epoch: int, ctx: LoopContext) -> dict[str, float]:
+    """One epoch of cross-entropy on the cached training features ``pos`` (this rank's shard of the batches)."""
     seed_everything(derive_seed(cfg.seed, epoch, ctx.rank, 3))
     fit.wrapped.train()
     total, seen = 0.0, 0
-    for step, b in enumerate(train_batches(np.arange(len(train[0])), o.batch_size, seed=cfg.seed, epoch=epoch,
-                                           rank=ctx.rank, world_size=ctx.world_size, min_batch=1)):
+    for step, b in enumerate(train_batches(pos, o.batch_size, seed=cfg.seed, epoch=epoch, rank=ctx.rank,
+                                           world_size=ctx.world_size, min_batch=1)):
         f, y = train[0][b].to(ctx.device), train[1][b].to(ctx.device)
         loss = F.cross_entropy(fit.wrapped(f), y)
         fit.opt.zero_grad(set_to_none=True)
@@ -335,9 +335,13 @@ def _classifier_losses(out: ClassifierOutput, y: torch.Tensor) -> dict[str, torc
     return {"loss": ce + out.ssl.loss, "cross_entropy": ce, **terms}
 
 
-def _classifier_epoch(cfg: Config, fit: Fit, data: SkeletonSet, train_idx: np.ndarray, epoch: int,
-                      ctx: LoopContext, precision: Precision, progress: Progress) -> dict[str, float]:
-    """One epoch of the encoder + classifier on this rank's shard; adds the epoch's throughput (clips/s)."""
+def _classifier_epoch(cfg: Config, fit: Fit, data: SkeletonSet, train_idx: np.ndarray,
+                      train_lengths: np.ndarray | None, epoch: int, ctx: LoopContext, precision: Precision,
+                      progress: Progress) -> dict[str, float]:
+    """One epoch of the encoder + classifier on this rank's shard; adds the epoch's throughput (clips/s).
+
+    ``train_lengths``: :func:`bucket_lengths` of ``train_idx``, computed once per job.
+    """
     o = cfg.evaluation.optim
     seed_everything(derive_seed(cfg.seed, epoch, ctx.rank, 4))
     gen = cpu_generator(derive_seed(cfg.seed, epoch, ctx.rank, 5))
@@ -345,7 +349,7 @@ def _classifier_epoch(cfg: Config, fit: Fit, data: SkeletonSet, train_idx: np.nd
     total, seen, t0 = 0.0, 0, time.perf_counter()
     progress.restart_epoch_clock()
     for step, b in enumerate(train_batches(train_idx, o.batch_size, seed=cfg.seed, epoch=epoch, rank=ctx.rank,
-                                           world_size=ctx.world_size, lengths=bucket_lengths(cfg, data, train_idx))):
+                                           world_size=ctx.world_size, lengths=train_lengths)):
         x, lengths, y = data.batch(b, cfg.data.max_frames)
         with precision.autocast():
             out = fit.wrapped(x.to(ctx.device), lengths.to(ctx.device), gen)
@@ -372,8 +376,9 @@ def _train_classifier(cfg: Config, data: SkeletonSet, splits: Splits, train_idx:
     wrapped = ctx.wrap_model(model)
     opt, sched = build_optimizer(model.parameters(), o)
     precision = Precision.make(cfg.precision, ctx.device)
+    train_lengths = bucket_lengths(cfg, data, train_idx)
     n_steps = len(train_batches(train_idx, o.batch_size, seed=cfg.seed, epoch=0, rank=ctx.rank,
-                                world_size=ctx.world_size, lengths=bucket_lengths(cfg, data, train_idx)))
+                                world_size=ctx.world_size, lengths=train_lengths))
     if n_steps == 0:
         raise ValueError(f"{len(train_idx)} labelled training samples: too few for batch size {o.batch_size}")
     progress = Progress(ctx, o.epochs, n_steps, cfg.log_every, row.name)
@@ -385,9 +390,12 @@ def _train_classifier(cfg: Config, data: SkeletonSet, splits: Splits, train_idx:
         ctx.say(f"[{row.name}] epoch {epoch + 1}/{o.epochs} loss={m['train_loss']:.4f} val_top1={m['val_top1']:.2f}")
         hooks(epoch, m)
 
+    def train_epoch(epoch: int) -> dict[str, float]:
+        return _classifier_epoch(cfg, fit, data, train_idx, train_lengths, epoch, ctx, precision, progress)
+
     best, history = _select_on_val(
-        model, o.epochs, lambda epoch: _classifier_epoch(cfg, fit, data, train_idx, epoch, ctx, precision, progress),
-        lambda: _evaluate_model(model, cfg, data, splits.val, ctx, "val", precision)[0], report)
+        model, o.epochs, train_epoch, lambda: _evaluate_model(model, cfg, data, splits.val, ctx, "val", precision)[0],
+        report)
     test, cm = _evaluate_model(model, cfg, data, splits.test, ctx, "test", precision)
     best.update(test)
     return _finish(best, history, cm, model)
