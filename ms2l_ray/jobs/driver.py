@@ -16,7 +16,7 @@ from typing import Any
 
 from ms2l_ray.jobs.fatal import FATAL_FILE, raise_if_fatal
 from ms2l_ray.jobs.spec import JobSpec, Resources
-from ms2l_ray.jobs.worker import OUTCOME_FILES, SPEC_KEY, train_loop_per_worker
+from ms2l_ray.jobs.worker import HISTORY_FILE, METRICS_FILE, OUTCOME_FILES, SPEC_KEY, train_loop_per_worker
 
 
 @dataclass
@@ -71,7 +71,7 @@ def _outcome(spec: JobSpec, result: Any) -> JobOutcome:
     """
     raise_if_fatal(spec.out_dir)
     out = Path(spec.out_dir)
-    metrics_file, history_file = out / "metrics.json", out / "history.json"
+    metrics_file, history_file = out / METRICS_FILE, out / HISTORY_FILE
     metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else dict(result.metrics or {})
     history = json.loads(history_file.read_text()) if history_file.exists() else []
     return JobOutcome(metrics=metrics, history=history, out_dir=out)

@@ -22,6 +22,9 @@ from ms2l_ray.jobs.spec import JobSpec
 from ms2l_ray.train.loop import LoopContext
 
 STATE_FILE = "state.pt"
+METRICS_FILE, HISTORY_FILE, CONFUSION_FILE = "metrics.json", "history.json", "confusion.npy"
+#: What rank 0 writes to a stage's ``out_dir``; the driver reads the first two and clears all before a chain.
+OUTCOME_FILES = (METRICS_FILE, HISTORY_FILE, CONFUSION_FILE)
 
 
 def _load_state(path: str | Path) -> dict[str, Any]:
@@ -135,16 +138,16 @@ def run_job_body(spec: JobSpec, ctx: LoopContext, resume: dict[str, Any] | None 
     if spec.kind == "pretrain":
         result = run_pretrain(cfg, out, ctx, resume=resume)
         if ctx.rank == 0:
-            _write_json(out / "history.json", result.history)
-            _write_json(out / "metrics.json", result.final)
+            _write_json(out / HISTORY_FILE, result.history)
+            _write_json(out / METRICS_FILE, result.final)
         return result.final
     pretrained = load_pretrained(spec.encoder)[0] if spec.encoder else None
     ev = run_evaluate(cfg, pretrained, ctx)
     if ctx.rank == 0:
-        _write_json(out / "history.json", ev.history)
-        _write_json(out / "metrics.json", ev.metrics)
+        _write_json(out / HISTORY_FILE, ev.history)
+        _write_json(out / METRICS_FILE, ev.metrics)
         if ev.confusion is not None:
-            np.save(out / "confusion.npy", ev.confusion)
+            np.save(out / CONFUSION_FILE, ev.confusion)
     return ev.metrics
 
 
@@ -154,10 +157,7 @@ def stage_finished(spec: JobSpec) -> bool:
     After a worker restart, a chain skips its finished stages. The driver clears these files before a chain
     starts.
     """
-    return (Path(spec.out_dir) / OUTCOME_FILES[0]).exists()
-
-
-OUTCOME_FILES = ("metrics.json", "history.json", "confusion.npy")
+    return (Path(spec.out_dir) / METRICS_FILE).exists()
 
 
 def _run_stage(spec: JobSpec, rank: int, world: int, device: torch.device, job: str) -> dict[str, float]:

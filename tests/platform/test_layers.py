@@ -5,6 +5,8 @@ import cannot hide a layer violation."""
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 from paths import REPO
@@ -69,3 +71,11 @@ def test_the_checker_sees_a_violation(tmp_path: Path) -> None:
     f.write_text("import mlflow\n\ndef f():\n    from ms2l_ray.cli.main import main\n    from ms2l_ray import config\n"
                  "    return mlflow.MlflowClient()\n")
     assert sorted(_imports(f)) == ["mlflow", "mlflow.MlflowClient", "ms2l_ray.cli.main", "ms2l_ray.config"]
+
+
+def test_reading_an_ablation_grid_or_table_does_not_import_torch() -> None:
+    """``ms2l_ray.studies.ablation`` loads its runner (torch, Ray Train) only when ``run_ablation`` is asked for."""
+    probe = ("import sys, ms2l_ray.studies.ablation as a; a.load_grid, a.build_table; before = 'torch' in sys.modules; "
+             "a.run_ablation; print(before, 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=REPO)
+    assert out.stdout.split() == ["False", "True"]
