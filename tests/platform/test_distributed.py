@@ -359,3 +359,29 @@ def test_a_bad_dataset_fails_once_with_its_own_error_not_after_retries(tmp_path:
     [run] = c.search_runs([c.get_experiment_by_name("ms2l").experiment_id])
     assert run.info.status == "FAILED"
     print(f"bad-data job failed in {time.time() - started:.1f} s")
+
+
+def test_a_non_finite_loss_stops_a_ray_job_once_and_saves_nothing(tmp_path: Path, sqlite_uri: str) -> None:
+    """Coordinates near float32's maximum overflow every loss: the Ray job stops with the guard's own error on the
+    first attempt (no restarts), the MLflow run is FAILED, and no encoder is written (issue 14, item 3)."""
+    import numpy as np
+
+    from ms2l_ray.data.store import write_store
+    from ms2l_ray.data.synthetic import generate
+    from ms2l_ray.model.artifact import ENCODER_FILES
+    from ms2l_ray.train.errors import NonFiniteLossError
+
+    data = generate(40, 0)
+    data.frames[:] = np.where(data.frames != 0, np.float32(3e38), np.float32(0))
+    store = tmp_path / "huge.arrow"
+    write_store(data, store)
+    with pytest.raises(NonFiniteLossError) as err:
+        tracked_pretrain(tiny(f"data.dataset={store}", "data.split=random"), name="overflow", out_dir=tmp_path / "out",
+                         tracking=Tracking(sqlite_uri),
+                         execution=Execution(Resources(), storage_path=str(tmp_path / "ray"), max_failures=2))
+    assert str(err.value).startswith("pretrain: non-finite loss at epoch 1 step 1/")
+    assert "motion_loss = inf" in str(err.value)
+    assert [f for f in ENCODER_FILES if (tmp_path / "out" / f).exists()] == []
+    c = client(sqlite_uri)
+    [run] = c.search_runs([c.get_experiment_by_name("ms2l").experiment_id])
+    assert run.info.status == "FAILED"
