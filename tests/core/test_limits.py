@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from store_helpers import write_overflow_store
 
 from ms2l_ray.cli.main import main
 from ms2l_ray.config import Config, ConfigError, config_hash, load_config, to_dict
@@ -412,11 +413,7 @@ def test_open_store_and_info_refuse_bad_values(tmp_path: Path, kw: dict, msg: st
 @pytest.fixture(scope="module")
 def overflow_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A valid store (finite float32) whose coordinates are so large that every loss overflows."""
-    data = generate(40, 0)
-    data.frames[:] = np.where(data.frames != 0, np.float32(3e38), np.float32(0))
-    path = tmp_path_factory.mktemp("overflow") / "huge.arrow"
-    write_store(data, path)
-    return path
+    return write_overflow_store(tmp_path_factory.mktemp("overflow") / "huge.arrow")
 
 
 GUARD_CASES = [

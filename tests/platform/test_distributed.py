@@ -19,6 +19,7 @@ import pytest
 import torch
 from mlflow_helpers import artifact_paths, children, client, sqlite_uri_in
 from net_helpers import free_port
+from store_helpers import write_overflow_store
 from tensor_helpers import stable
 
 from ms2l_ray.cli.main import main
@@ -364,17 +365,10 @@ def test_a_bad_dataset_fails_once_with_its_own_error_not_after_retries(tmp_path:
 def test_a_non_finite_loss_stops_a_ray_job_once_and_saves_nothing(tmp_path: Path, sqlite_uri: str) -> None:
     """Coordinates near float32's maximum overflow every loss: the Ray job stops with the guard's own error on the
     first attempt (no restarts), the MLflow run is FAILED, and no encoder is written (issue 14, item 3)."""
-    import numpy as np
-
-    from ms2l_ray.data.store import write_store
-    from ms2l_ray.data.synthetic import generate
     from ms2l_ray.model.artifact import ENCODER_FILES
     from ms2l_ray.train.errors import NonFiniteLossError
 
-    data = generate(40, 0)
-    data.frames[:] = np.where(data.frames != 0, np.float32(3e38), np.float32(0))
-    store = tmp_path / "huge.arrow"
-    write_store(data, store)
+    store = write_overflow_store(tmp_path / "huge.arrow")
     with pytest.raises(NonFiniteLossError) as err:
         tracked_pretrain(tiny(f"data.dataset={store}", "data.split=random"), name="overflow", out_dir=tmp_path / "out",
                          tracking=Tracking(sqlite_uri),
