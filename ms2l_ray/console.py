@@ -67,7 +67,7 @@ def parse_mark(line: str) -> tuple[str, str | None] | None:
 class Console:
     """Live lines per job and result lines on ``stream``; internals to ``log`` (a file, or nowhere)."""
 
-    stream: TextIO = field(default_factory=lambda: sys.stdout)
+    stream: TextIO | None = None  # None: whatever sys.stdout is at each write (a plain print, redirections too)
     log: TextIO | None = None
     live: bool = False  # tqdm lines (stdout is a terminal) rather than throttled plain lines
     log_path: Path | None = None
@@ -77,16 +77,21 @@ class Console:
     _shown: dict[str, float] = field(default_factory=dict)
     _lock: threading.RLock = field(default_factory=threading.RLock)
 
+    @property
+    def out(self) -> TextIO:
+        """Where the lines go: ``stream``, else the current ``sys.stdout``."""
+        return self.stream if self.stream is not None else sys.stdout
+
     def say(self, text: str) -> None:
         """A line that stays: a result, a summary, a note for the user."""
         with self._lock:
             if self._bars:
                 from tqdm import tqdm
 
-                tqdm.write(text, file=self.stream)
+                tqdm.write(text, file=self.out)
             else:
-                self.stream.write(text + "\n")
-            self.stream.flush()
+                self.out.write(text + "\n")
+            self.out.flush()
             self.internal(text)
 
     def internal(self, text: str) -> None:
@@ -106,7 +111,7 @@ class Console:
                 if bar is None:
                     from tqdm import tqdm
 
-                    bar = tqdm(total=None, bar_format="{desc}", file=self.stream, leave=False,
+                    bar = tqdm(total=None, bar_format="{desc}", file=self.out, leave=False,
                                position=len(self._bars), dynamic_ncols=True)
                     self._bars[job] = bar
                 bar.set_description_str(f"{label}: {text}")
@@ -115,8 +120,8 @@ class Console:
             first = self._shown.setdefault(job, now)
             if now - first >= PLAIN_EVERY_S:
                 self._shown[job] = now
-                self.stream.write(f"  … {label}: {text}\n")
-                self.stream.flush()
+                self.out.write(f"  … {label}: {text}\n")
+                self.out.flush()
 
     def finish(self, prefix: str) -> None:
         """Drop the live lines of every job whose Ray name starts with ``prefix`` (it ended, or its group did)."""

@@ -60,24 +60,31 @@ def _setup(args: argparse.Namespace) -> tuple[Any, str, Any, Any]:
 def _ablate(args: argparse.Namespace) -> int:
     from ms2l_ray.report.build import describe_time_split
     from ms2l_ray.studies.ablation.runner import run_ablation
+    from ms2l_ray.studies.budget import Budget
 
+    budget = Budget.parse(args.time_budget)
     grid, name, tracking, execution = _setup(args)
     out_dir = args.out or Path("outputs") / name
     start_ray(args, out_dir)
     print(f"[ablate] ablation name {name} (continue an interrupted run with --resume --name {name})", flush=True)
     result = run_ablation(grid, name=name, tracking=tracking, execution=execution, out_dir=out_dir, resume=args.resume,
-                          max_concurrent=args.max_concurrent)
+                          max_concurrent=args.max_concurrent, budget=budget)
     print()
     print(result.table.to_markdown())
+    ended = (f"; ended by the {budget.describe()} ({len(result.budget_stopped)} stopped, {len(result.not_started)} "
+             f"not started: --resume --name {name} runs them)" if budget is not None and result.ended_by_budget else "")
     print(f"[ablate] {len(result.ran)} cell-seeds run, {len(result.skipped)} already finished, "
-          f"{len(result.failed)} failed; wall time {result.wall_time_s:.0f}s; table in {result.out_dir}; "
+          f"{len(result.failed)} failed{ended}; wall time {result.wall_time_s:.0f}s; table in {result.out_dir}; "
           f"parent run {result.parent_run_id} (ms2l report {result.parent_run_id})")
     split = _time_split(tracking.uri, result.parent_run_id)
     if split:
         print(f"[ablate] {describe_time_split(split)}")
     write_json(args.json_out, {"name": name, "parent_run_id": result.parent_run_id, "columns": result.table.columns,
                                "rows": result.table.records(), "wall_time_s": result.wall_time_s,
-                               "failed": [list(f) for f in result.failed], "time_split": split})
+                               "failed": [list(f) for f in result.failed], "time_split": split,
+                               "ended_by": "time_budget" if result.ended_by_budget else None,
+                               "budget_stopped": [list(c) for c in result.budget_stopped],
+                               "not_started": [list(c) for c in result.not_started]})
     return 1 if result.failed else 0
 
 
@@ -102,6 +109,9 @@ def add_ablate_commands(sub: argparse._SubParsersAction) -> None:  # type: ignor
     add_name_and_resume(a, name_help="ablation name (default <grid name>-<time>); the key for --resume",
                         resume_help="continue the ablation --name: run only cell-seeds without a FINISHED run")
     a.add_argument("--out", type=Path, default=None, help="local folder for table.md/table.csv (default outputs/NAME)")
+    a.add_argument("--time-budget", default=None, metavar="DURATION",
+                   help="wall-clock budget, e.g. 90m or 2h: when it is spent, running cell-seeds stop, the table is "
+                        "built from the finished ones, and --resume runs the rest")
     add_json(a, "write the table rows to this file")
     add_execution_options(a, engines=False, workers=False)
     a.set_defaults(func=_ablate)

@@ -46,23 +46,41 @@ def _confirm(args: argparse.Namespace) -> Any:
     return ConfirmSpec(args.confirm_top, seeds)
 
 
+def _trial_count(args: argparse.Namespace) -> int | None:
+    """``--num-samples`` or its budget spelling ``--max-trials`` (the same count; both given must agree)."""
+    given = {v for v in (args.num_samples, args.max_trials) if v is not None}
+    if len(given) > 1:
+        raise ConfigError(f"--num-samples {args.num_samples} and --max-trials {args.max_trials}: give one (they set "
+                          f"the same trial count)")
+    n = given.pop() if given else None
+    if n is not None and n < 1:
+        raise ConfigError(f"--max-trials/--num-samples must be >= 1, got {n}")
+    return n
+
+
 def _tune(args: argparse.Namespace) -> int:
     """``ms2l tune``; an interrupted search raises ``SearchInterrupted``, exit 130 (:mod:`ms2l_ray.cli.errors`)."""
+    from ms2l_ray.studies.budget import Budget
     from ms2l_ray.studies.search.space import load_space, with_overrides
     from ms2l_ray.studies.search.tuner import resume_search, run_search
 
     t0 = time.perf_counter()
     confirm = _confirm(args)
+    budget = Budget.parse(args.time_budget)
+    num_samples = _trial_count(args)
     if args.name is not None:
         check_name("--name", args.name)
     resumed = options.resume_name(args, "search")
     if resumed is not None:
         start_ray(args, Path("outputs") / resumed)
+        if num_samples is not None or args.out is not None:
+            raise ConfigError("--resume continues the search as recorded: --num-samples/--max-trials and --out "
+                              "cannot change on resume")
         result = resume_search(resumed, storage_path=storage_from_args(args),
                                tracking_uri=args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"), confirm=confirm,
-                               verbose=1 if args.verbose else 0)
+                               verbose=1 if args.verbose else 0, study_storage=args.study_storage, budget=budget)
     else:
-        overrides = {k: v for k, v in {"preset": args.preset, "num_samples": args.num_samples,
+        overrides = {k: v for k, v in {"preset": args.preset, "num_samples": num_samples,
                                        "max_concurrent": args.max_concurrent, "seed": args.seed}.items()
                      if v is not None}
         space = with_overrides(load_space(args.space), **overrides)
@@ -75,7 +93,8 @@ def _tune(args: argparse.Namespace) -> int:
         start_ray(args, Path("outputs") / (args.name or args.space.stem))
         result = run_search(space, name=args.name, storage_path=storage_from_args(args), tracking=tracking,
                             resources=resources, extra=extra, max_failures=args.max_failures, confirm=confirm,
-                            verbose=1 if args.verbose else 0)  # Tune's status tables: with the internals
+                            verbose=1 if args.verbose else 0,  # Tune's status tables: with the internals
+                            out=args.out, study_storage=args.study_storage, budget=budget)
     payload = result.to_json()
     payload["wall_time_s"] = time.perf_counter() - t0
     print(f"[tune] search {result.name} done in {payload['wall_time_s']:.0f}s"
@@ -97,6 +116,17 @@ def add_search_commands(sub: argparse._SubParsersAction) -> None:  # type: ignor
                                                           "searched keys are refused",
                              seed_help="experiment seed of every trial and the sampler's seed")
     p.add_argument("--num-samples", type=int, default=None, help="trials (default: the space's num_samples)")
+    p.add_argument("--max-trials", type=int, default=None, metavar="N",
+                   help="the trial budget: at most N trials (the same count as --num-samples)")
+    p.add_argument("--time-budget", default=None, metavar="DURATION",
+                   help="wall-clock budget, e.g. 90m or 2h: when it is spent, running trials stop, finished ones are "
+                        "kept, and --resume continues the rest (a resume may give a new budget)")
+    p.add_argument("--study-storage", default=None, metavar="URL",
+                   help="database of the Optuna study, reachable from wherever the search resumes (e.g. "
+                        "postgresql://host/db); default SQLite in the search's local folder")
+    p.add_argument("--out", type=Path, default=None,
+                   help="local folder for the trials' outputs and the summary (default: the search's storage folder; "
+                        "outputs/NAME when --storage-path is a URI)")
     p.add_argument("--max-concurrent", type=int, default=None,
                    help="trials at once (default: the space's, else cluster CPUs (GPUs) / per-trial need)")
     options.add_trial_resource_options(p, "trial job", options.TUNE_CPUS_PER_TRIAL,

@@ -74,18 +74,20 @@ def default_artifact_location(tracking_uri: str) -> str | None:
     return None
 
 
-def restore_uri(recorded: str, given: str | None, what: str) -> str:
+def restore_uri(recorded: str, given: str | None, what: str,
+                option: str = "--tracking-uri (or MLFLOW_TRACKING_URI)") -> str:
     """The tracking URI a resume record names, complete again.
 
     Records (job, search, ablation) keep :func:`redact_uri`'s form. One that had no credentials is returned as
     recorded, so a resumed run stays in the store it started in; one whose credentials were left out needs
-    ``given`` (``--tracking-uri`` or ``MLFLOW_TRACKING_URI``) to be that same URI with them.
+    ``given`` (``option``: ``--tracking-uri`` or ``MLFLOW_TRACKING_URI``; a search's ``--study-storage``) to be that
+    same URI with them.
     """
     if not is_redacted(recorded):
         return recorded
     if given is None or redact_uri(given) != recorded:
-        raise ConfigError(f"{what} logs to {recorded} (credentials not recorded): pass that --tracking-uri (or "
-                          f"MLFLOW_TRACKING_URI) with its credentials to resume it")
+        raise ConfigError(f"{what} uses {recorded} (credentials not recorded): pass that {option} with its "
+                          f"credentials to resume it")
     return given
 
 

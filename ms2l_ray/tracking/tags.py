@@ -89,6 +89,10 @@ OUTCOME_EARLY_STOPPED: Final = "early_stopped"
 OUTCOME_REJECTED: Final = "rejected"
 OUTCOME_FAILED: Final = "failed"
 OUTCOME_ORPHANED: Final = "orphaned"
+OUTCOME_BUDGET_STOPPED: Final = "budget_stopped"  # running when the time budget ran out (--resume continues it)
+ENDED_BY: Final = "ended_by"  # on a search or ablation parent whose budget ended it: "time_budget"
+ENDED_BY_TIME_BUDGET: Final = "time_budget"
+TIME_BUDGET: Final = "time_budget"  # the --time-budget as given, a param of the parent run
 REJECTED_REASON: Final = "rejected_reason"
 
 # --- metric names -----------------------------------------------------------------------------------------

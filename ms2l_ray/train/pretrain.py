@@ -27,6 +27,7 @@ from ms2l_ray.train.knn import knn_accuracy
 from ms2l_ray.train.loop import Fit, LoopContext, Progress
 from ms2l_ray.train.optim import build_optimizer, clip_per_module
 from ms2l_ray.train.precision import Precision
+from ms2l_ray.train.probe_proxy import linear_probe_accuracy
 from ms2l_ray.train.runtime import cpu_generator, derive_seed, seed_everything
 
 
@@ -88,10 +89,12 @@ def _validate(model: torch.nn.Module, cfg: Config, data: SkeletonSet, idx: np.nd
 
 def knn_probe(model: MS2L, cfg: Config, data: SkeletonSet, splits: Splits, ctx: LoopContext,
               precision: Precision | None = None) -> dict[str, float]:
-    """KNN top-1/top-5 on validation features against the training bank: the early-stopping proxy.
+    """KNN top-1/top-5 on validation features against the training bank, and a linear probe on the same features.
 
-    Plus the validation embeddings' spread (``val_emb_std_mean/min``, ``val_emb_dead_frac``, ``val_samples``) that the
-    collapse check of :mod:`ms2l_ray.train.health` reads — the features are already extracted here.
+    The two early-stopping proxies a search chooses between (``proxy: val_knn_top1`` or ``val_probe_top1``;
+    :mod:`ms2l_ray.train.probe_proxy` says why the second exists). Plus the validation embeddings' spread
+    (``val_emb_std_mean/min``, ``val_emb_dead_frac``, ``val_samples``) that the collapse check of
+    :mod:`ms2l_ray.train.health` reads — the features are already extracted here.
     """
     model.eval()
     kw: dict[str, Any] = dict(batch_size=cfg.pretrain.batch_size, max_frames=cfg.data.max_frames, device=ctx.device,
@@ -101,8 +104,10 @@ def knn_probe(model: MS2L, cfg: Config, data: SkeletonSet, splits: Splits, ctx: 
     query, query_y = extract_features(model.encode, data, splits.val, **kw)
     acc = knn_accuracy(bank, bank_y, query, query_y, data.num_classes, cfg.evaluation.knn_k,
                        cfg.evaluation.knn_temperature)
+    probe = linear_probe_accuracy(bank, bank_y, query, query_y, data.num_classes)
     spread = {f"val_{k}": v for k, v in embedding_stats(query).items()}
-    return {"val_knn_top1": acc["top1"], "val_knn_top5": acc["top5"], **spread}
+    return {"val_knn_top1": acc["top1"], "val_knn_top5": acc["top5"], "val_probe_top1": probe["top1"],
+            "val_probe_top5": probe["top5"], **spread}
 
 
 def _step_plan(cfg: Config, data: SkeletonSet, splits: Splits, ctx: LoopContext) -> tuple[np.ndarray | None, int]:

@@ -145,6 +145,9 @@ def test_smoke_pretraining_records_embedding_spread_and_notes() -> None:
     assert final["val_emb_dead_frac"] == 0.0  # a healthy smoke encoder: no dimension is dead
     assert final["val_samples"] == float(len(splits.val))
     assert "val_emb_std_mean" not in result.history[0]  # measured with the KNN probe: the last epoch only
+    # both proxies a search can cut on come from that probe (the linear one: ms2l_ray.train.probe_proxy)
+    assert {"val_knn_top1", "val_probe_top1", "val_probe_top5"} <= set(final)
+    assert "val_probe_top1" not in result.history[0]
     assert isinstance(result.health, list) and all(isinstance(n, HealthNote) for n in result.health)
     assert result.health == assess(result.history, cfg)
     health_lines = [line for line in lines if line.startswith("[health]")]

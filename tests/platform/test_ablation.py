@@ -250,3 +250,64 @@ def test_baseline_cells_run_land_in_mlflow_and_fill_the_delta_column(tmp_path: P
     rec = {r["cell"]: r for r in json.loads(out.read_text())["rows"]}
     assert rec["all"]["metrics"]["linear.test_top1"]["vs_random"]["diff"] == pytest.approx(statistics.fmean(diffs))
     assert c.get_run(parent).data.params["ablation.baselines"] == "random,supervised"
+
+
+class _UntilACellSeedFinished:
+    """A budget clock that stands still until a cell-seed run FINISHED in ``uri``, then jumps past any budget."""
+
+    def __init__(self, uri: str) -> None:
+        self.uri, self.now = uri, 0.0
+
+    def __call__(self) -> float:
+        if self.now == 0.0 and _finished_cell_seeds(self.uri):
+            self.now = 1e9
+        return self.now
+
+
+def test_a_time_budget_stops_running_cell_seeds_and_tables_the_finished_ones(
+        tmp_path: Path, sqlite_uri: str, capfd: pytest.CaptureFixture[str]) -> None:
+    """Two cell-seeds at a time: a 1-epoch one finishes, a 400-epoch one is stopped, the third never starts."""
+    import ray
+
+    from ms2l_ray.jobs.cluster import ensure_ray
+    from ms2l_ray.jobs.spec import Resources
+    from ms2l_ray.jobs.tracked import Execution, Tracking
+    from ms2l_ray.studies.ablation.grid import load_grid
+    from ms2l_ray.studies.ablation.runner import run_ablation
+    from ms2l_ray.studies.budget import Budget
+
+    raw = yaml.safe_load(SMOKE.read_text())
+    raw.update(name="budgeted", seeds=[0], max_concurrent=2,
+               cells={"a_quick": {}, "b_long": {"pretrain": {"epochs": 400}}, "c_later": {}})  # run in name order
+    grid_file = tmp_path / "budgeted.yaml"
+    grid_file.write_text(yaml.safe_dump(raw))
+    ensure_ray(num_cpus=2)
+    try:
+        result = run_ablation(load_grid(grid_file), name="budgeted", tracking=Tracking(sqlite_uri, "ms2l"),
+                              execution=Execution(resources=Resources(1, 1.0), storage_path=str(tmp_path / "ray")),
+                              out_dir=tmp_path / "out",
+                              budget=Budget(60.0, "1m", clock=_UntilACellSeedFinished(sqlite_uri)))
+        deadline = time.time() + 60  # the stopped cell-seed's Train workers give their CPUs back
+        while ray.available_resources().get("CPU", 0) < 2 and time.time() < deadline:
+            time.sleep(0.5)
+        assert ray.available_resources().get("CPU", 0) == 2, ray.available_resources()
+    finally:
+        ray.shutdown()
+
+    assert result.ended_by_budget and result.ran == [("a_quick", 0)]
+    assert result.budget_stopped == [("b_long", 0)] and result.not_started == [("c_later", 0)] and not result.failed
+    assert [(r.cell, r.n) for r in result.table.rows] == [("a_quick", 1)]
+    c = client(sqlite_uri)
+    parent = c.get_run(result.parent_run_id)
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags["ended_by"] == "time_budget" and parent.data.tags["time_budget"] == "1m"
+    cells = {r.data.tags["cell"]: r for r in runs_of(sqlite_uri, result.parent_run_id, "tags.kind = 'ablation_cell'")}
+    assert set(cells) == {"a_quick", "b_long"}  # c_later never started: no run
+    assert cells["a_quick"].info.status == "FINISHED"
+    assert cells["b_long"].info.status == "KILLED" and cells["b_long"].data.tags["outcome"] == "budget_stopped"
+    exp = parent.info.experiment_id
+    assert not [r.info.run_name for r in c.search_runs([exp]) if r.info.status == "RUNNING"]  # nothing left open
+    out = capfd.readouterr().out
+    assert "[ablate] time budget 1m spent: stopping 1 running cell-seed(s); 1 not started" in out
+    assert "[ablate] cell=b_long seed=0: stopped by the time budget 1m" in out
+    assert "[ablate] the time budget 1m ended ablation budgeted after" in out

@@ -266,38 +266,63 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path: Path, sqlite_uri: 
     assert [m.step for m in c.get_metric_history(runs[0].info.run_id, "train_loss")][-1] == 3
 
 
-def test_logs_to_a_real_mlflow_server(tmp_path: Path) -> None:
+SECRET = "pw-Zq7-not-for-logs"  # the basic-auth password: it must appear in no output, file, param or tag
+
+
+def test_logs_to_a_credentialed_mlflow_server_and_leaks_the_password_nowhere(
+        tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """A real ``mlflow server --app-name basic-auth``: the pre-check passes with ``user:pw@host`` in the URI, the
+    job logs through it, and the password is in no output, record, param, tag or file the job wrote."""
     port = free_port()
+    ini = tmp_path / "basic_auth.ini"
+    ini.write_text(f"[mlflow]\ndefault_permission = READ\ndatabase_uri = {sqlite_uri_in(tmp_path, 'auth.db')}\n"
+                   f"admin_username = admin\nadmin_password = {SECRET}\n"
+                   "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
     server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", sqlite_uri_in(tmp_path, "server.db"), "--artifacts-destination",
+        [sys.executable, "-m", "mlflow", "server", "--app-name", "basic-auth", "--host", "127.0.0.1", "--port",
+         str(port), "--backend-store-uri", sqlite_uri_in(tmp_path, "server.db"), "--artifacts-destination",
          str(tmp_path / "artifacts"), "--workers", "1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    uri = f"http://127.0.0.1:{port}"
+        stdout=(tmp_path / "server.log").open("w"), stderr=subprocess.STDOUT, start_new_session=True,
+        env=dict(os.environ, MLFLOW_AUTH_CONFIG_PATH=str(ini)))
+    uri = f"http://admin:{SECRET}@127.0.0.1:{port}"
+    work = tmp_path / "work"
     try:
-        from ms2l_ray.tracking.store import check_reachable
+        from ms2l_ray.tracking.store import TrackingError, check_reachable
 
         deadline = time.time() + 120
         while True:
             try:
-                check_reachable(uri, timeout_s=1)
+                check_reachable(uri, timeout_s=1)  # the old probe took "admin:pw@127.0.0.1" for a host name
                 break
             except Exception:
                 if time.time() > deadline or server.poll() is not None:
-                    raise
+                    raise AssertionError((tmp_path / "server.log").read_text()[-3000:]) from None
                 time.sleep(0.5)
+        with pytest.raises(TrackingError) as wrong:  # a wrong password is refused, and not echoed either
+            check_reachable(f"http://admin:{SECRET}-wrong@127.0.0.1:{port}", timeout_s=5)
+        assert "answered 401" in str(wrong.value) and SECRET not in str(wrong.value)
         cfg = tiny("evaluation.strategy=knn")
-        outcome, run = tracked_evaluate(cfg, encoder=None, name="knn-on-server", out_dir=tmp_path / "out",
+        outcome, run = tracked_evaluate(cfg, encoder=None, name="knn-on-server", out_dir=work / "out",
                                         tracking=Tracking(uri, "server-test"),
-                                        execution=Execution(storage_path=str(tmp_path / "ray")))
+                                        execution=Execution(storage_path=str(work / "ray")))
         assert run is not None
-        got = client(uri).get_run(run.run_id)
+        c = client(uri)
+        got = c.get_run(run.run_id)
         assert got.info.status == "FINISHED"
         assert got.data.metrics["test_top1"] == pytest.approx(outcome.metrics["test_top1"])
         assert "confusion_matrix.png" in artifact_paths(uri, run.run_id)
+        for r in c.search_runs([got.info.experiment_id]):
+            shown = json.dumps({"params": r.data.params, "tags": r.data.tags, "name": r.info.run_name})
+            assert SECRET not in shown, shown
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+    out, err = capfd.readouterr()
+    assert SECRET not in out + err
+    leaked = [str(p) for p in work.rglob("*") if p.is_file() and SECRET.encode() in p.read_bytes()]
+    assert not leaked, leaked  # records, configs, logs, metrics: nothing the job wrote holds the password
+    logged = [str(p) for p in (tmp_path / "artifacts").rglob("*") if p.is_file() and SECRET.encode() in p.read_bytes()]
+    assert not logged, logged  # nor any artifact the job logged (config, record, log file)
 
 
 def test_chain_recovers_a_killed_worker_and_runs_its_evaluations(tmp_path: Path, sqlite_uri: str,

@@ -281,7 +281,7 @@ def test_default_names_are_unique_per_launch() -> None:
 
 def test_records_refuse_names_that_leave_the_storage_folder(tmp_path: Path) -> None:
     from ms2l_ray.jobs.records import read_record, write_record
-    from ms2l_ray.studies.search.tuner import search_dir
+    from ms2l_ray.studies.search.tuner import search_paths
 
     planted = tmp_path / "x" / "ms2l_ablation.json"
     planted.parent.mkdir()
@@ -293,7 +293,7 @@ def test_records_refuse_names_that_leave_the_storage_folder(tmp_path: Path) -> N
         with pytest.raises(ConfigError, match="^run name: "):
             write_record(storage, name, "ms2l_job.json", {"a": 1})
         with pytest.raises(ConfigError, match="^search name: "):
-            search_dir(storage, name)
+            search_paths(storage, name)
     assert not (tmp_path / "storage").exists() and planted.read_text() == '{"out_dir": "/etc"}'
 
 
@@ -597,7 +597,7 @@ def test_resume_needs_the_credentials_a_redacted_query_left_out() -> None:
     recorded = redact_uri(full)
     assert recorded == "https://mlflow.example/x?token=***"
     assert restore_uri(recorded, full, "job j") == full
-    with pytest.raises(ConfigError, match=r"job j logs to https://mlflow.example/x\?token=\*\*\* \(credentials not"):
+    with pytest.raises(ConfigError, match=r"job j uses https://mlflow.example/x\?token=\*\*\* \(credentials not"):
         restore_uri(recorded, None, "job j")
 
 
@@ -610,3 +610,27 @@ def test_run_refuses_an_out_whose_pretrain_encoder_exists(files: Path, capsys: p
                               f"overwrite it, or another --out\n")
     assert (files / "o" / "pretrain" / "encoder.pt").read_bytes() == b"keep me"
     assert not (files / "ray_results").exists()
+
+
+BUDGET_REFUSED = [  # (argv, the error after "ms2l <command>: error: ")
+    (["tune", "space.yaml", "--time-budget", "2x", "--no-tracking"],
+     "--time-budget '2x': expected a duration such as 90s, 45m, 2h or 1h30m"),
+    (["tune", "space.yaml", "--time-budget", "0", "--no-tracking"],
+     "--time-budget '0': must be more than 0 s and at most 366 days"),
+    (["tune", "space.yaml", "--num-samples", "3", "--max-trials", "4", "--no-tracking"],
+     "--num-samples 3 and --max-trials 4: give one (they set the same trial count)"),
+    (["tune", "space.yaml", "--max-trials", "0", "--no-tracking"], "--max-trials/--num-samples must be >= 1, got 0"),
+    (["ablate", "grid.yaml", "--time-budget", "1h1h"],
+     "--time-budget '1h1h': expected a duration such as 90s, 45m, 2h or 1h30m"),
+]
+
+
+@pytest.mark.parametrize(("argv", "message"), BUDGET_REFUSED, ids=[" ".join(a[:1] + a[2:4]) for a, _ in BUDGET_REFUSED])
+def test_cli_refuses_bad_budgets_before_any_work(files: Path, argv: list[str], message: str,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    (files / "grid.yaml").write_bytes((ABLATIONS / "quick.yaml").read_bytes())
+    (files / "space.yaml").write_bytes((SEARCH_SPACES / "quick.yaml").read_bytes())
+    listing = sorted(p.name for p in files.iterdir())
+    code, err = run_cli(argv, capsys)
+    assert (code, err) == (2, f"ms2l {argv[0]}: error: {message}\n")
+    assert sorted(p.name for p in files.iterdir()) == listing  # no ray_results, mlflow.db, outputs/

@@ -67,6 +67,12 @@ def test_every_shipped_space_loads_and_validates(path: Path) -> None:
         seen.append(p.key)
 
 
+def test_the_linear_probe_proxy_is_a_space_choice() -> None:
+    raw = yaml.safe_load((SEARCH_SPACES / "smoke.yaml").read_text())
+    space = parse_space({**raw, "proxy": "val_probe_top1"}, "probe.yaml", name="probe")
+    assert space.proxy == "val_probe_top1" and _setup(space).proxy == "val_probe_top1"
+
+
 def test_paper_space_switches_tasks_off_but_never_all_of_them() -> None:
     space = load_space(SEARCH_SPACES / "ms2l_paper.yaml")
     by_key = {p.key: p for p in space.parameters}
@@ -157,6 +163,8 @@ INVALID = [
     ("bad min_rho", lambda r: r.__setitem__("fidelity", {"min_rho": 2}), "fidelity.min_rho: must be in [-1, 1]"),
     ("probe_every off the rungs", lambda r: r.update(fidelity={"probe_every": 3}, scheduler={
         "type": "asha", "grace_period": 2, "max_t": 4}), "fidelity.probe_every: must divide"),
+    ("unknown proxy", lambda r: r.__setitem__("proxy", "val_linear_top1"),
+     "proxy: must be one of ['val_knn_top1', 'val_knn_top5', 'val_probe_top1', 'val_probe_top5']"),
 ]
 if importlib.util.find_spec("hpbandster") is None:
     INVALID.append(("bohb without its package",

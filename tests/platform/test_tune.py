@@ -144,12 +144,14 @@ def _finished_trial_runs(uri: str, experiment: str) -> list[Any]:
 
 
 def test_killed_search_resumes_without_duplicating_trials(tmp_path: Path, sqlite_uri: str) -> None:
+    """Killed with SIGKILL mid-search, resumed from a ``file://`` storage URI (the path a bucket URI takes)."""
     import ray
 
     storage, name, experiment = tmp_path / "ray", "resumed", "tune-resume"
+    uri = storage.as_uri()  # records, Tune state and Train checkpoints through pyarrow.fs, as for s3:// or gs://
     # one trial at a time: the kill lands after trial 1 finished and before trial 2 could
     args = ["tune", str(SMOKE), "--name", name, "--num-samples", "2", "--max-concurrent", "1",
-            "--storage-path", str(storage), "--tracking-uri", sqlite_uri, "--experiment", experiment]
+            "--storage-path", uri, "--tracking-uri", sqlite_uri, "--experiment", experiment]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env.pop("RAY_ADDRESS", None)
     client(sqlite_uri).search_experiments()  # the store's tables exist before two processes open it at once
@@ -174,8 +176,7 @@ def test_killed_search_resumes_without_duplicating_trials(tmp_path: Path, sqlite
     _assert_cpus_released()  # the dead job's trials took their Train workers with them
 
     out = tmp_path / "resumed.json"
-    assert main(["tune", str(SMOKE), "--resume", "--name", name, "--storage-path", str(storage),
-                 "--json", str(out)]) == 0
+    assert main(["tune", str(SMOKE), "--resume", "--name", name, "--storage-path", uri, "--json", str(out)]) == 0
     summary = json.loads(out.read_text())
     assert summary["num_trials"] == 2 and summary["num_finished"] == 2 and summary["parent_run_id"] == parent_id
     trials = children(sqlite_uri, parent_id)
@@ -189,3 +190,66 @@ def test_killed_search_resumes_without_duplicating_trials(tmp_path: Path, sqlite
     assert len(children(sqlite_uri, done_before.info.run_id)) == 2
     parent = client(sqlite_uri).get_run(parent_id)
     assert parent.info.status == "FINISHED" and parent.data.tags.get("resumed") == "true"
+
+
+class _UntilATrialFinished:
+    """A budget clock that stands still until a trial run of ``experiment`` FINISHED, then jumps past any budget.
+
+    Why: ending the budget at a chosen point of the search (one trial done, another mid-training) makes the test
+    exact on any machine; the budget, its watch and Tune's graceful stop are the real ones.
+    """
+
+    def __init__(self, uri: str, experiment: str) -> None:
+        self.uri, self.experiment, self.now, self.polled = uri, experiment, 0.0, 0.0
+
+    def __call__(self) -> float:
+        if self.now == 0.0 and time.monotonic() - self.polled > 0.5:
+            self.polled = time.monotonic()
+            if _finished_trial_runs(self.uri, self.experiment):
+                self.now = 1e9
+        return self.now
+
+
+def test_a_time_budget_stops_a_search_midway_and_keeps_every_finished_trial(
+        tmp_path: Path, sqlite_uri: str, capfd: pytest.CaptureFixture[str]) -> None:
+    from ms2l_ray.studies.budget import Budget
+
+    raw = yaml.safe_load(SMOKE.read_text())
+    raw.update(num_samples=3, max_concurrent=2, scheduler={"type": "none"}, fidelity={"probe_every": 5},
+               parameters={"pretrain.epochs": {"type": "categorical", "choices": [1, 400]}},
+               points_to_evaluate=[{"pretrain.epochs": 1}, {"pretrain.epochs": 400}, {"pretrain.epochs": 400}])
+    space_file = tmp_path / "budget.yaml"
+    space_file.write_text(yaml.safe_dump(raw))
+    experiment = "tune-budget"
+    budget = Budget(60.0, "1m", clock=_UntilATrialFinished(sqlite_uri, experiment))
+    result = run_search(load_space(space_file), name="budgeted", storage_path=str(tmp_path / "ray"),
+                        tracking=Tracking(sqlite_uri, experiment), verbose=0, budget=budget)
+
+    assert result.ended_by_budget and result.to_json()["ended_by"] == "time_budget"
+    by_epochs: dict[int, list[str]] = {}
+    for r in result.rows:
+        by_epochs.setdefault(r.params["pretrain.epochs"], []).append(r.status)
+    # the 1-epoch trial finished (kept even if Tune lost its last report); the first 400-epoch one was running;
+    # the third never started, or had only just started, when the budget ran out
+    assert by_epochs[1] == ["finished"]
+    assert by_epochs[400][0] == "budget_stopped" and set(by_epochs[400][1:]) <= {"not_started", "budget_stopped"}
+    assert result.counts["num_finished"] == 1 and result.best is not None
+    c = client(sqlite_uri)
+    parent = c.get_run(result.parent_run_id)  # type: ignore[arg-type]
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags["ended_by"] == "time_budget" and parent.data.tags["time_budget"] == "1m"
+    assert parent.data.metrics["num_finished"] == 1 and parent.data.metrics["num_budget_stopped"] >= 1
+    runs = {r.data.tags["trial_id"]: r for r in children(sqlite_uri, result.parent_run_id)}  # type: ignore[arg-type]
+    done = runs[result.best.trial_id]
+    assert done.info.status == "FINISHED" and done.data.tags["outcome"] == "finished"
+    assert done.data.metrics["val_top1"] == pytest.approx(result.best.objective)
+    stopped = next(r for r in result.rows if r.status == "budget_stopped")
+    assert runs[stopped.trial_id].info.status == "KILLED"
+    assert runs[stopped.trial_id].data.tags["outcome"] == "budget_stopped"
+    everything = c.search_runs([parent.info.experiment_id])
+    assert not [r.info.run_name for r in everything if r.info.status == "RUNNING"]  # nothing left open
+    out = capfd.readouterr().out
+    assert "[tune] time budget 1m spent: stopping" in out
+    assert f"[tune] trial {stopped.trial_id}: stopped by the time budget 1m" in out
+    assert "[tune] the time budget 1m ended search budgeted after" in out and "1 finished trial(s) kept" in out
+    _assert_cpus_released()

@@ -15,10 +15,16 @@ cell-seed's jobs are minutes; restoring half of one is not worth the bookkeeping
 
 Concurrency: with ``max_concurrent > 1`` each cell-seed pipeline runs inside a zero-CPU Ray task (the
 Ray Train jobs it launches hold the resources), at most ``max_concurrent`` at a time.
+
+Budget (``--time-budget``, :mod:`ms2l_ray.studies.budget`): cell-seeds then always run as Ray tasks, so that when
+the budget is spent the running ones can be stopped (their runs KILLED with ``outcome=budget_stopped``) and no new
+one starts. The table is built from the cell-seeds that finished, the parent is tagged ``ended_by=time_budget``,
+and ``--resume`` runs the rest.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -40,6 +46,7 @@ from ms2l_ray.jobs.tracked import ChainEvaluation, Execution, Tracking, log_data
 from ms2l_ray.names import unique_stamp
 from ms2l_ray.studies.ablation.grid import Cell, Grid
 from ms2l_ray.studies.ablation.table import AblationTable, ablation_table
+from ms2l_ray.studies.budget import Budget, format_duration
 from ms2l_ray.studies.experiment import Evaluation, run_pipeline
 from ms2l_ray.tracking import query
 from ms2l_ray.tracking import tags as tag
@@ -62,6 +69,9 @@ class AblationResult:
     failed: list[tuple[str, int, str]] = field(default_factory=list)
     wall_time_s: float = 0.0
     out_dir: Path = Path(".")
+    budget_stopped: list[tuple[str, int]] = field(default_factory=list)  # running when the budget ran out
+    not_started: list[tuple[str, int]] = field(default_factory=list)  # still queued then
+    ended_by_budget: bool = False
 
 
 def read_ablation_record(storage_path: str, name: str) -> dict[str, Any] | None:
@@ -207,6 +217,8 @@ class _CellSeedJobs:
         self.parent, self.out_dir, self.log = parent, out_dir, log
         self.ran: list[tuple[str, int]] = []
         self.failed: list[tuple[str, int, str]] = []
+        self.budget_stopped: list[tuple[str, int]] = []
+        self.not_started: list[tuple[str, int]] = []
 
     def start(self, cell: Cell, seed: int) -> tuple[RunLogger, tuple[Any, ...]]:
         cfg = self.grid.cell_config(cell, seed)
@@ -254,22 +266,41 @@ class _CellSeedJobs:
                 raise
             self.finish(cell, seed, run, t0, summary, None, len(todo))
 
-    def concurrent(self, todo: list[tuple[Cell, int]], max_concurrent: int) -> None:
+    def stop_for_budget(self, cell: Cell, seed: int, run: RunLogger, budget: Budget) -> None:
+        """A cell-seed the budget stopped: its run and its open jobs KILLED, ``outcome=budget_stopped``."""
+        current_console().finish(f"{self.name}-{cell.name}-s{seed}-")
+        for child in query.children(self.tracking.uri, run.run_id):
+            if child.info.status in ("RUNNING", "SCHEDULED"):
+                RunLogger(RunRef(self.tracking.uri, child.info.run_id)).end("KILLED")
+        run.set_tags({tag.OUTCOME: tag.OUTCOME_BUDGET_STOPPED})
+        run.end("KILLED")
+        self.budget_stopped.append((cell.name, seed))
+        self.log(f"[ablate] cell={cell.name} seed={seed}: stopped by the {budget.describe()}")
+
+    def concurrent(self, todo: list[tuple[Cell, int]], max_concurrent: int, budget: Budget | None = None) -> None:
         import ray
 
         task = ray.remote(num_cpus=0, max_retries=0)(_pipeline)
-        train_env = {k: v for k, v in os.environ.items() if k.startswith("RAY_TRAIN_")}
-        if train_env:  # the driver's Ray Train settings reach the Train jobs launched from the tasks
-            task = task.options(runtime_env={"env_vars": train_env})
+        # RAY_ADDRESS: a cancelled task's Train controller is cleaned up by Train's PlacementGroupCleaner, which
+        # finds this cluster only through it (see studies/search/trial.py); RAY_TRAIN_*: the driver's settings
+        env = {k: v for k, v in os.environ.items() if k.startswith("RAY_TRAIN_")}
+        env["RAY_ADDRESS"] = ray.get_runtime_context().gcs_address
+        task = task.options(runtime_env={"env_vars": env})
         queue = list(todo)
         running: dict[Any, tuple[Cell, int, RunLogger, float]] = {}
         try:
             while queue or running:
-                while queue and len(running) < max_concurrent:
+                while queue and len(running) < max_concurrent and not (budget and budget.expired()):
                     cell, seed = queue.pop(0)
                     run, args = self.start(cell, seed)
                     running[task.remote(*args)] = (cell, seed, run, time.perf_counter())
-                ready, _ = ray.wait(list(running), num_returns=1)
+                if budget is not None and budget.expired():
+                    self._end_by_budget(budget, running, queue)
+                    return
+                ready, _ = ray.wait(list(running), num_returns=1,
+                                    timeout=None if budget is None else min(1.0, budget.remaining()))
+                if not ready:
+                    continue
                 cell, seed, run, t0 = running.pop(ready[0])
                 try:
                     summary, error = ray.get(ready[0]), None
@@ -281,6 +312,22 @@ class _CellSeedJobs:
                 ray.cancel(ref, force=True)
                 self.finish(cell, seed, run, t0, None, exc, len(todo))
             raise
+
+    def _end_by_budget(self, budget: Budget, running: dict[Any, tuple[Cell, int, RunLogger, float]],
+                       queue: list[tuple[Cell, int]]) -> None:
+        """Stop the running cell-seeds (their tasks, Train jobs and runs) and leave the queued ones for --resume."""
+        import ray
+
+        budget.fired = True
+        self.log(f"[ablate] {budget.describe()} spent: stopping {len(running)} running cell-seed(s); "
+                 f"{len(queue)} not started")
+        for ref in running:
+            ray.cancel(ref, force=True)
+        for ref, (cell, seed, run, _) in running.items():
+            with contextlib.suppress(Exception):  # wait for the task to be gone: its Train run must not log on
+                ray.wait([ref], timeout=30)
+            self.stop_for_budget(cell, seed, run, budget)
+        self.not_started.extend((cell.name, seed) for cell, seed in queue)
 
 
 def _publish(parent: RunLogger, table: AblationTable, out_dir: Path) -> None:
@@ -317,8 +364,12 @@ def _publish(parent: RunLogger, table: AblationTable, out_dir: Path) -> None:
 
 def run_ablation(grid: Grid, *, name: str, tracking: Tracking, execution: Execution, out_dir: Path,
                  resume: bool = False, max_concurrent: int | None = None,
-                 log: Callable[[str], None] = say) -> AblationResult:
-    """Run (or resume) every cell-seed of ``grid``, then build the table from MLflow and log it."""
+                 log: Callable[[str], None] = say, budget: Budget | None = None) -> AblationResult:
+    """Run (or resume) every cell-seed of ``grid``, then build the table from MLflow and log it.
+
+    ``budget``: a wall-clock budget from now; when it is spent the running cell-seeds stop and the table is built
+    from those that finished (see the module doc).
+    """
     t0 = time.perf_counter()
     storage = execution.storage_path or default_storage_path()
     execution = dataclasses.replace(execution, storage_path=storage)  # absolute: Ray tasks have another cwd
@@ -330,12 +381,22 @@ def run_ablation(grid: Grid, *, name: str, tracking: Tracking, execution: Execut
         extra = f" + baselines {', '.join(b.name for b in grid.baselines)}" if grid.baselines else ""
         log(f"[ablate] {name}: {len(grid.cells)} cells{extra} × {len(grid.seeds)} seeds; {len(skipped)} finished, "
             f"{len(todo)} to run ({concurrent} at a time); parent run {parent.run_id}")
-        if concurrent > 1 and len(todo) > 1:
+        if budget is not None:
+            parent.set_tags({tag.TIME_BUDGET: budget.label or format_duration(budget.seconds)})
+            jobs.concurrent(todo, concurrent, budget.start())  # as tasks: a running cell-seed can then be stopped
+        elif concurrent > 1 and len(todo) > 1:
             jobs.concurrent(todo, concurrent)
         else:
             jobs.sequential(todo)
+        ended_by_budget = budget is not None and budget.fired
+        if budget is not None and budget.fired:
+            parent.set_tags({tag.ENDED_BY: tag.ENDED_BY_TIME_BUDGET})
+            log(f"[ablate] the {budget.describe()} ended ablation {name} after "
+                f"{format_duration(budget.wall_elapsed())}: {len(jobs.ran)} cell-seed(s) finished and kept, "
+                f"{len(jobs.budget_stopped)} stopped while running, {len(jobs.not_started)} not started; run them "
+                f"with --resume --name {name}")
         table = ablation_table(tracking.uri, parent.run_id, grid.metrics)
         _publish(parent, table, out_dir)
         parent.end("FAILED" if jobs.failed else "FINISHED")
     return AblationResult(name, parent.run_id, table, jobs.ran, skipped, jobs.failed, time.perf_counter() - t0,
-                          out_dir)
+                          out_dir, jobs.budget_stopped, jobs.not_started, ended_by_budget)

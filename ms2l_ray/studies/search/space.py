@@ -56,7 +56,9 @@ SCHEDULERS = ("asha", "hyperband", "bohb", "none")
 EARLY_STOPPING = ("asha", "hyperband", "bohb")  # schedulers that cut trials on the proxy at rungs
 BOHB_PACKAGES = ("hpbandster", "ConfigSpace")  # what Tune's TuneBOHB imports (optional, not dependencies)
 OBJECTIVE_METRICS = tag.VAL_METRICS  # validation only: test accuracy is reported, never selected on
-PROXY_METRICS = ("val_knn_top1", "val_knn_top5")  # what pretraining reports (ms2l_ray.train.pretrain.knn_probe)
+# what pretraining reports at its probe epochs (ms2l_ray.train.pretrain.knn_probe): KNN, and the linear probe on the
+# same cached features (ms2l_ray.train.probe_proxy)
+PROXY_METRICS = ("val_knn_top1", "val_knn_top5", "val_probe_top1", "val_probe_top5")
 SPACE_KEYS = ("name", "description", "preset", "config", "evaluation", "metric", "mode", "proxy", "num_samples",
               "max_concurrent", "sampler", "scheduler", "fidelity", "parameters", "points_to_evaluate")
 

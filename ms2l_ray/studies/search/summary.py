@@ -2,8 +2,11 @@
 
 A row's status says how the trial ended: ``finished`` (evaluated; its objective is the validation metric),
 ``early_stopped`` (cut by ASHA on the proxy; it has no objective, only its last proxy value),
-``rejected`` (a config the model refuses, e.g. every task weight 0), ``error``, or ``interrupted`` (the search
-was stopped with Ctrl-C before the trial ended; ``--resume`` continues it).
+``rejected`` (a config the model refuses, e.g. every task weight 0), ``error``, ``interrupted`` (the search
+was stopped with Ctrl-C before the trial ended; ``--resume`` continues it), and, when the time budget ended the
+search, ``budget_stopped`` (it was running) or ``not_started`` (it was queued); ``--resume`` continues those too.
+A trial whose MLflow run says it finished is ``finished`` whatever Tune last heard from it: Tune can lose a
+trial's last report when the search stops just as it arrives (:func:`recover_finished`).
 
 Every summary also measures the proxy's fidelity (:mod:`ms2l_ray.studies.search.fidelity`): how well the proxy at each
 rung ranks the finished trials like their final objective, and whether a cut trial was within noise of a survivor.
@@ -12,6 +15,7 @@ rung ranks the finished trials like their final objective, and whether a cut tri
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import math
 from dataclasses import dataclass, field
@@ -30,6 +34,9 @@ from ms2l_ray.tracking import tags as tag
 from ms2l_ray.tracking.runs import RunLogger
 
 SUMMARY_DIR = "summary"
+BUDGET_STOPPED = "budget_stopped"  # running when the time budget ran out
+NOT_STARTED = "not_started"  # queued when the time budget ran out
+STATUSES = ("finished", "early_stopped", "rejected", "error", BUDGET_STOPPED, NOT_STARTED)
 
 
 @dataclass
@@ -64,6 +71,7 @@ class SearchResult:
     counts: dict[str, int]
     fidelity: Fidelity = field(default_factory=Fidelity)
     confirmation: Any = None  # ms2l_ray.studies.search.confirm.Confirmation when --confirm-top ran
+    ended_by_budget: bool = False  # the time budget stopped it (--resume continues the unfinished trials)
 
     def to_json(self) -> dict[str, Any]:
         """What ``ms2l tune --json`` writes."""
@@ -75,21 +83,24 @@ class SearchResult:
                 "importance": self.importance.values,
                 "proxy_fidelity": {"metrics": self.fidelity.metrics(), "warnings": self.fidelity.warnings(),
                                    "noise": self.fidelity.noise},
-                "confirmation": self.confirmation.to_json() if self.confirmation is not None else None}
+                "confirmation": self.confirmation.to_json() if self.confirmation is not None else None,
+                "ended_by": "time_budget" if self.ended_by_budget else None}
 
 
-def _status(trial: Any) -> str:
+def _status(trial: Any, ended_by_budget: bool = False) -> str:
     last = trial.last_result or {}
     if trial.status == "ERROR":
         return "error"
     if trial.status != "TERMINATED":
+        if ended_by_budget:  # Tune stopped the live trials as on Ctrl-C; --resume continues them
+            return BUDGET_STOPPED if trial.status == "RUNNING" or last else NOT_STARTED
         return "interrupted"  # PENDING/RUNNING/PAUSED after Ctrl-C: --resume continues it
     if last.get(FINAL):
         return "finished"
     return "rejected" if last.get(REJECTED) or OBJECTIVE not in last else "early_stopped"
 
 
-def collect_rows(grid: Any, space: SearchSpace) -> list[TrialRow]:
+def collect_rows(grid: Any, space: SearchSpace, ended_by_budget: bool = False) -> list[TrialRow]:
     """Rows from Tune's experiment state (every trial, including those finished before a resume)."""
     from ray.tune import ExperimentAnalysis
 
@@ -97,7 +108,7 @@ def collect_rows(grid: Any, space: SearchSpace) -> list[TrialRow]:
     frames = analysis.trial_dataframes
     rows = []
     for t in analysis.trials:  # creation order
-        last, status = t.last_result or {}, _status(t)
+        last, status = t.last_result or {}, _status(t, ended_by_budget)
         epoch = last.get("epoch", last.get(PRETRAIN_EPOCHS))
         rows.append(TrialRow(trial_id=t.trial_id, status=status,
                              objective=float(last[OBJECTIVE]) if status == "finished" else None,
@@ -107,6 +118,36 @@ def collect_rows(grid: Any, space: SearchSpace) -> list[TrialRow]:
                              metrics={k: float(last[k]) for k in REPORTED if k in last},
                              rungs=proxy_history(frames.get(t.trial_id), space.proxy)))
     return rows
+
+
+def recover_finished(rows: list[TrialRow], setup: TrialSetup) -> list[TrialRow]:
+    """Rows whose trial's MLflow run FINISHED with ``outcome=finished`` become ``finished`` with its metrics.
+
+    Why: the trial logs its result and closes its run before its last report reaches Tune; a search that stops
+    in between (a budget, Ctrl-C) would otherwise list a finished trial as stopped and drop its objective. The
+    run is the trial's own record, so it wins. Likewise a trial with a run but no report yet was started, so the
+    budget stopped it rather than found it queued. Untracked searches have only Tune's view.
+    """
+    runs = setup.runs
+    if runs is None:
+        return rows
+    every = runs.trial_runs()
+    started = {r.data.tags.get(tag.TRIAL_ID) for r in every}
+    by_id = {r.data.tags.get(tag.TRIAL_ID): r for r in every
+             if r.info.status == "FINISHED" and r.data.tags.get(tag.OUTCOME) == tag.OUTCOME_FINISHED}
+    out = []
+    for row in rows:
+        if row.status == NOT_STARTED and row.trial_id in started:  # started, stopped before its first report
+            row = dataclasses.replace(row, status=BUDGET_STOPPED)
+        run = by_id.get(row.trial_id)
+        if row.status == "finished" or run is None or setup.metric not in run.data.metrics:
+            out.append(row)
+            continue
+        m = run.data.metrics
+        out.append(dataclasses.replace(row, status="finished", objective=float(m[setup.metric]),
+                                       proxy=float(m[setup.proxy]) if setup.proxy in m else row.proxy,
+                                       metrics={k: float(m[k]) for k in REPORTED if k in m}))
+    return out
 
 
 def proxy_history(frame: Any, proxy: str) -> dict[int, float]:
@@ -206,7 +247,7 @@ def finish_search(rows: list[TrialRow], space: SearchSpace, setup: TrialSetup, n
     """Best trial, importance, local summary files, parent-run artifacts and metrics; print the table."""
     best = best_row(rows, space.mode)
     best_config = to_dict(setup.trial_config(best.params)) if best else None
-    counts = {f"num_{s}": sum(r.status == s for r in rows) for s in ("finished", "early_stopped", "rejected", "error")}
+    counts = {f"num_{s}": sum(r.status == s for r in rows) for s in STATUSES}
     imp = param_importance(study_url, name)
     fid = measure_fidelity(rows, space, setup.trial_config({}))
     out = directory / SUMMARY_DIR

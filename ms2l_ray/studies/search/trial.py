@@ -33,6 +33,7 @@ from ms2l_ray.model.artifact import ENCODER_FILE
 from ms2l_ray.studies.evaluation import Evaluation
 from ms2l_ray.studies.search.runs import SearchRuns
 from ms2l_ray.studies.search.sampling import FINAL, OBJECTIVE, PHASE, REJECTED, worst_objective
+from ms2l_ray.studies.search.space import PROXY_METRICS
 from ms2l_ray.tracking import tags as tag
 from ms2l_ray.tracking.runs import RunLogger, start_run, tracked_run
 
@@ -91,7 +92,7 @@ class TrialSetup:
 
 
 class ProxyReportCallback(TuneReportCallback):  # type: ignore[misc]
-    """Forward only the pretraining epochs that carry the proxy, as ``{objective, epoch, <proxy>}``.
+    """Forward only the pretraining epochs that carry the proxy, as ``{objective, epoch, <proxies>}``.
 
     Runs on the Train controller. Epochs without a KNN probe are not forwarded: ASHA only needs the
     rungs (the probe runs every ``grace_period`` epochs), and Optuna would record every forward as an
@@ -108,7 +109,7 @@ class ProxyReportCallback(TuneReportCallback):  # type: ignore[misc]
         if self.proxy not in first:
             return
         result = {OBJECTIVE: float(first[self.proxy]), "epoch": int(first.get("epoch", 0)), PHASE: "pretrain",
-                  self.proxy: float(first[self.proxy])}
+                  **{k: float(first[k]) for k in PROXY_METRICS if k in first}}  # every proxy: fidelity compares them
         if "train_loss" in first:
             result["train_loss"] = float(first["train_loss"])
         super().after_report(run_context, [result], None)  # Train keeps the checkpoint; Tune needs none
