@@ -6,6 +6,7 @@ and passes ``(tracking_uri, run_id)`` to the rank-0 Train worker, which logs per
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ms2l_ray import __version__
-from ms2l_ray.redact import REDACTED, is_secret_key, redact_text
+from ms2l_ray.redact import REDACTED, is_secret_key, redact_text, redact_uri
 from ms2l_ray.tracking import tags as tag
 from ms2l_ray.tracking.store import default_artifact_location, retrying
 
@@ -70,10 +71,15 @@ def client(tracking_uri: str | None) -> Any:
 
     Why one place: the rest of the package goes through :mod:`ms2l_ray.tracking.query` (reads),
     :class:`RunLogger` (writes) and :mod:`ms2l_ray.tracking.artifacts`, so retries, paging and the tag
-    schema are applied the same way everywhere.
+    schema are applied the same way everywhere. It is also where a credentialed URI (``https://user:pw@host``) is
+    kept off stdout: MLflow prints "View run … at: <tracking URI>/#/…" when a run ends on a server, credentials
+    included, in every process that ends one (Ray workers too), so such a client switches that printing off
+    (``MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT``) in its process.
     """
     from mlflow.tracking import MlflowClient
 
+    if tracking_uri and redact_uri(tracking_uri) != tracking_uri:  # userinfo or a secret query parameter
+        os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
     return MlflowClient(tracking_uri=tracking_uri)
 
 

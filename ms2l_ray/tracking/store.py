@@ -91,8 +91,14 @@ def restore_uri(recorded: str, given: str | None, what: str,
     return given
 
 
-def health_request(tracking_uri: str) -> urllib.request.Request:
-    """The ``GET <server>/health`` request for an http(s) tracking URI, authenticated the way MLflow would be.
+AUTH_PROBE = "/api/2.0/mlflow/experiments/search?max_results=1"  # a cheap read that an auth app guards
+
+
+def health_request(tracking_uri: str, endpoint: str = "/health") -> urllib.request.Request:
+    """The ``GET <server><endpoint>`` request for an http(s) tracking URI, authenticated the way MLflow would be.
+
+    ``/health`` says the server is up; MLflow's basic-auth app leaves it open, so :func:`check_reachable` then reads
+    :data:`AUTH_PROBE`, which it guards, to find wrong credentials before any compute is spent.
 
     ``urllib`` reads ``user:pw@host`` as a host name, so the userinfo is taken out of the URL and sent as
     HTTP basic auth; without userinfo, ``MLFLOW_TRACKING_USERNAME``/``MLFLOW_TRACKING_PASSWORD`` (basic) or
@@ -100,8 +106,9 @@ def health_request(tracking_uri: str) -> urllib.request.Request:
     """
     url, user, password = split_credentials(tracking_uri)
     parts = urllib.parse.urlsplit(url)
-    health = urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/") + "/health", "", ""))
-    request = urllib.request.Request(health, method="GET")
+    path, _, query = endpoint.partition("?")
+    target = urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/") + path, query, ""))
+    request = urllib.request.Request(target, method="GET")
     if user is None and os.environ.get("MLFLOW_TRACKING_USERNAME"):
         user, password = os.environ["MLFLOW_TRACKING_USERNAME"], os.environ.get("MLFLOW_TRACKING_PASSWORD", "")
     if user is not None:
@@ -112,24 +119,38 @@ def health_request(tracking_uri: str) -> urllib.request.Request:
     return request
 
 
+def _probe(tracking_uri: str, endpoint: str, shown: str, timeout_s: float, strict: bool) -> None:
+    """GET ``endpoint``; a refusal of the credentials always fails, other answers only when ``strict``.
+
+    Not strict for :data:`AUTH_PROBE`: a proxy in front of MLflow may route only what the client needs, and the
+    health check already showed the server is there.
+    """
+    label = endpoint.partition("?")[0]
+    try:
+        with urllib.request.urlopen(health_request(tracking_uri, endpoint), timeout=timeout_s) as resp:  # noqa: S310
+            if strict and resp.status != 200:
+                raise TrackingError(f"MLflow tracking server {shown} answered {resp.status} on {label}")
+    except urllib.error.HTTPError as exc:
+        if exc.code in (401, 403):
+            raise TrackingError(f"MLflow tracking server {shown} answered {exc.code} on {label} (check the credentials "
+                                f"in the URI or MLFLOW_TRACKING_USERNAME/PASSWORD)") from None
+        if strict:
+            raise TrackingError(f"MLflow tracking server {shown} answered {exc.code} on {label}") from None
+    except (urllib.error.URLError, OSError, TimeoutError, ValueError) as exc:
+        if strict:
+            raise TrackingError(f"MLflow tracking server {shown} is unreachable ({redact_text(str(exc))}); start it "
+                                f"or pass another --tracking-uri / MLFLOW_TRACKING_URI") from None
+
+
 def check_reachable(tracking_uri: str, timeout_s: float = 5.0) -> None:
     """Fail fast with a clear message when a tracking server does not answer (before any training).
 
     Every message names the URI in :func:`redact_uri`'s form: a credential never reaches stderr or a log.
     """
-    shown = redact_uri(tracking_uri)
+    shown = redact_uri(tracking_uri) or ""
     if tracking_uri.startswith(("http://", "https://")):
-        try:
-            with urllib.request.urlopen(health_request(tracking_uri), timeout=timeout_s) as resp:  # noqa: S310
-                if resp.status != 200:
-                    raise TrackingError(f"MLflow tracking server {shown} answered {resp.status} on /health")
-        except urllib.error.HTTPError as exc:
-            hint = " (check the credentials in the URI or MLFLOW_TRACKING_USERNAME/PASSWORD)" \
-                if exc.code in (401, 403) else ""
-            raise TrackingError(f"MLflow tracking server {shown} answered {exc.code} on /health{hint}") from None
-        except (urllib.error.URLError, OSError, TimeoutError, ValueError) as exc:
-            raise TrackingError(f"MLflow tracking server {shown} is unreachable ({redact_text(str(exc))}); start it "
-                                f"or pass another --tracking-uri / MLFLOW_TRACKING_URI") from None
+        _probe(tracking_uri, "/health", shown, timeout_s, strict=True)
+        _probe(tracking_uri, AUTH_PROBE, shown, timeout_s, strict=False)  # credentials, where an auth app checks them
     elif tracking_uri.startswith("sqlite:///"):
         parent = Path(tracking_uri[len("sqlite:///"):]).parent
         if not parent.is_dir():

@@ -408,7 +408,9 @@ class _BasicAuthHealth(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's name
         self.seen.append((self.path, self.headers.get("Authorization")))
-        ok = self.path in ("/health", "/mlflow/health") and self.headers.get("Authorization") == self.expected
+        ok = self.path.partition("?")[0] in ("/health", "/mlflow/health", "/api/2.0/mlflow/experiments/search",
+                                             "/mlflow/api/2.0/mlflow/experiments/search") \
+            and self.headers.get("Authorization") == self.expected
         self.send_response(200 if ok else 401)
         self.end_headers()
         self.wfile.write(b"OK" if ok else b"no")
@@ -434,7 +436,8 @@ def test_health_probe_sends_userinfo_as_basic_auth(auth_server: int, monkeypatch
     port = auth_server
     check_reachable(f"http://alice:s3cr%3At@127.0.0.1:{port}")  # passes: credentials went into the header
     check_reachable(f"http://alice:s3cr%3At@127.0.0.1:{port}/mlflow/")
-    assert [p for p, _ in _BasicAuthHealth.seen] == ["/health", "/mlflow/health"]
+    probe = "/api/2.0/mlflow/experiments/search?max_results=1"  # after /health: the credentials themselves
+    assert [p for p, _ in _BasicAuthHealth.seen] == ["/health", probe, "/mlflow/health", "/mlflow" + probe]
     assert health_request(f"http://alice:pw@127.0.0.1:{port}/x").full_url == f"http://127.0.0.1:{port}/x/health"
     cases = [
         (f"http://alice:wrong@127.0.0.1:{port}",

@@ -59,7 +59,7 @@ def test_restore_uri_needs_the_credentials_a_record_left_out() -> None:
     assert recorded is not None
     assert restore_uri(recorded, "postgresql://user:secret@db/mlflow", "job j") == "postgresql://user:secret@db/mlflow"
     for given in (None, "postgresql://user:secret@elsewhere/mlflow"):
-        with pytest.raises(ConfigError, match="job j logs to postgresql://\\*\\*\\*@db/mlflow"):
+        with pytest.raises(ConfigError, match="job j uses postgresql://\\*\\*\\*@db/mlflow"):
             restore_uri(recorded, given, "job j")
 
 
