@@ -68,6 +68,10 @@ def _tune(args: argparse.Namespace) -> int:
     confirm = _confirm(args)
     budget = Budget.parse(args.time_budget)
     num_samples = _trial_count(args)
+    if args.study_storage is not None:  # sqlite:///study.db means the user's folder, on resume too
+        from ms2l_ray.tracking.store import absolute_store_uri
+
+        args.study_storage = absolute_store_uri(args.study_storage)
     if args.name is not None:
         check_name("--name", args.name)
     resumed = options.resume_name(args, "search")

@@ -60,3 +60,20 @@ def test_empty_parts() -> None:
     assert math.isnan(got["top1"]) and math.isnan(got["top5"])
     with pytest.raises(ValueError, match="non-empty training part"):
         fit_linear_probe(x[:0], y[:0], 2)
+
+
+def test_a_large_training_part_is_subsampled_evenly(monkeypatch: pytest.MonkeyPatch) -> None:
+    import ms2l_ray.train.probe_proxy as pp
+
+    seen: list[int] = []
+    real = pp.fit_linear_probe
+
+    def spy(x: torch.Tensor, y: torch.Tensor, *args: object) -> tuple[torch.Tensor, ...]:
+        seen.append(len(x))
+        return real(x, y, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pp, "fit_linear_probe", spy)
+    monkeypatch.setattr(pp, "PROBE_MAX_TRAIN", 64)
+    tx, ty = _one_informative_dimension(1000, 0)
+    vx, vy = _one_informative_dimension(100, 1)
+    assert pp.linear_probe_accuracy(tx, ty, vx, vy, 2)["top1"] == 100.0 and seen == [64]

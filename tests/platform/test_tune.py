@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -122,6 +123,12 @@ def test_search_with_asha_builds_the_mlflow_tree_and_keeps_the_study(tmp_path: P
         assert "same objective" in (result.importance.reason or "")
     saved = yaml.safe_load((tmp_path / "ray" / "smoke-search" / "summary" / "best_config.yaml").read_text())
     assert saved == result.best_config
+    # the console: one result line per trial as it ends (ms2l_ray.studies.search.progress)
+    out = capsys.readouterr().out
+    for r in result.rows:
+        what = {"finished": f"val_top1={r.objective or 0.0:.2f}", "early_stopped": f"stopped early at epoch {r.epoch} ",
+                "rejected": "rejected (config outside the space's constraints)"}[r.status]
+        assert re.search(rf"^\[tune\] \d/\d trial {r.trial_id}: {re.escape(what)}", out, re.M), (r, out[-3000:])
     _assert_cpus_released()
 
 
@@ -222,8 +229,10 @@ def test_a_time_budget_stops_a_search_midway_and_keeps_every_finished_trial(
     space_file.write_text(yaml.safe_dump(raw))
     experiment = "tune-budget"
     budget = Budget(60.0, "1m", clock=_UntilATrialFinished(sqlite_uri, experiment))
+    study = f"sqlite:///{tmp_path / 'elsewhere' / 'studies.db'}"  # --study-storage: a database beside nothing
+    (tmp_path / "elsewhere").mkdir()
     result = run_search(load_space(space_file), name="budgeted", storage_path=str(tmp_path / "ray"),
-                        tracking=Tracking(sqlite_uri, experiment), verbose=0, budget=budget)
+                        tracking=Tracking(sqlite_uri, experiment), verbose=0, budget=budget, study_storage=study)
 
     assert result.ended_by_budget and result.to_json()["ended_by"] == "time_budget"
     by_epochs: dict[int, list[str]] = {}
@@ -248,6 +257,11 @@ def test_a_time_budget_stops_a_search_midway_and_keeps_every_finished_trial(
     assert runs[stopped.trial_id].data.tags["outcome"] == "budget_stopped"
     everything = c.search_runs([parent.info.experiment_id])
     assert not [r.info.run_name for r in everything if r.info.status == "RUNNING"]  # nothing left open
+    # Optuna's study lives in the database the search was given (and recorded): one Optuna trial per Tune trial
+    trials = optuna.load_study(study_name="budgeted", storage=study).trials
+    assert len(trials) == len(result.rows)
+    assert json.loads((tmp_path / "ray" / "budgeted" / RECORD).read_text())["study_url"] == study
+    assert not (tmp_path / "ray" / "budgeted" / STUDY_DB).exists()
     out = capfd.readouterr().out
     assert "[tune] time budget 1m spent: stopping" in out
     assert f"[tune] trial {stopped.trial_id}: stopped by the time budget 1m" in out

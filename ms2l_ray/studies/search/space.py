@@ -7,7 +7,7 @@ A space file (``search_spaces/*.yaml``) looks like::
     evaluation: {strategy: linear}    # the job whose validation metric is the objective
     metric: val_top1                  # validation top-1 of that job (test metrics are never selectable)
     mode: max
-    proxy: val_knn_top1               # pretraining metric ASHA cuts on (reported every grace_period epochs)
+    proxy: val_knn_top1               # what ASHA cuts on: val_knn_top1|5, or val_probe_top1|5 (linear probe)
     num_samples: 16
     sampler: {type: tpe, seed: 0}     # tpe | multivariate_tpe | random | grid | bohb
     scheduler: {type: asha, grace_period: 2, reduction_factor: 2, max_t: 12}  # asha | hyperband | bohb | none
