@@ -290,13 +290,18 @@ def test_search_record_keeps_no_credentials_and_asks_for_them_on_resume() -> Non
     space = load_space(SEARCH_SPACES / "smoke.yaml")
     setup = dataclasses.replace(_setup(space), tracking_uri="postgresql://user:secret@db/mlflow", parent_run_id="p")
     record = SearchRecord(name="s", space_raw=space.raw, space_source=space.source, overrides={}, extra={},
-                          setup=setup.to_record(), max_concurrent=1, study_url="sqlite:///x", created="now")
+                          setup=setup.to_record(), max_concurrent=1, study_url="postgresql://optuna:pw9@db/optuna",
+                          created="now")
     text = record.to_json()
     assert "secret" not in text and "postgresql://***@db/mlflow" in text
+    assert "pw9" not in text and "postgresql://***@db/optuna" in text  # --study-storage's credentials too
     again = SearchRecord(**json.loads(text))
     assert again.space().keys == space.keys
     with pytest.raises(ConfigError, match="credentials not recorded"):
         again.trial_setup()
+    with pytest.raises(ConfigError, match="pass that --study-storage with its credentials"):
+        again.study()
+    assert again.study("postgresql://optuna:pw9@db/optuna") == "postgresql://optuna:pw9@db/optuna"
     restored = again.trial_setup("postgresql://user:secret@db/mlflow")
     assert restored.tracking_uri == "postgresql://user:secret@db/mlflow"
     assert restored == setup  # the record rebuilds the same validated Config, Evaluation and Resources

@@ -295,23 +295,32 @@ class _CellSeedJobs:
                     run, args = self.start(cell, seed)
                     running[task.remote(*args)] = (cell, seed, run, time.perf_counter())
                 if budget is not None and budget.expired():
+                    if running:  # what finished as the budget ran out is a result, not a stopped cell-seed
+                        done, _ = ray.wait(list(running), num_returns=len(running), timeout=0)
+                        for ref in done:
+                            self._collect(ref, running, len(todo))
                     self._end_by_budget(budget, running, queue)
                     return
                 ready, _ = ray.wait(list(running), num_returns=1,
                                     timeout=None if budget is None else min(1.0, budget.remaining()))
-                if not ready:
-                    continue
-                cell, seed, run, t0 = running.pop(ready[0])
-                try:
-                    summary, error = ray.get(ready[0]), None
-                except Exception as exc:  # noqa: BLE001 - recorded on the cell-seed run, others continue
-                    summary, error = None, exc
-                self.finish(cell, seed, run, t0, summary, error, len(todo))
+                if ready:
+                    self._collect(ready[0], running, len(todo))
         except BaseException as exc:  # interrupted: the in-flight cell-seeds are lost, mark them KILLED
             for ref, (cell, seed, run, t0) in running.items():
                 ray.cancel(ref, force=True)
                 self.finish(cell, seed, run, t0, None, exc, len(todo))
             raise
+
+    def _collect(self, ref: Any, running: dict[Any, tuple[Cell, int, RunLogger, float]], total: int) -> None:
+        """A finished task: its summary (or error) onto its cell-seed run."""
+        import ray
+
+        cell, seed, run, t0 = running.pop(ref)
+        try:
+            summary, error = ray.get(ref), None
+        except Exception as exc:  # noqa: BLE001 - recorded on the cell-seed run, others continue
+            summary, error = None, exc
+        self.finish(cell, seed, run, t0, summary, error, total)
 
     def _end_by_budget(self, budget: Budget, running: dict[Any, tuple[Cell, int, RunLogger, float]],
                        queue: list[tuple[Cell, int]]) -> None:
