@@ -257,9 +257,11 @@ def test_a_time_budget_stops_a_search_midway_and_keeps_every_finished_trial(
     assert runs[stopped.trial_id].data.tags["outcome"] == "budget_stopped"
     everything = c.search_runs([parent.info.experiment_id])
     assert not [r.info.run_name for r in everything if r.info.status == "RUNNING"]  # nothing left open
-    # Optuna's study lives in the database the search was given (and recorded): one Optuna trial per Tune trial
+    # Optuna's study lives in the database the search was given (and recorded); it was asked for every Tune trial
+    # (and maybe one more, suggested as the budget ran out) and completed none with anything but a final objective
     trials = optuna.load_study(study_name="budgeted", storage=study).trials
-    assert len(trials) == len(result.rows)
+    assert len(trials) >= len(result.rows)
+    assert {t.value for t in trials if t.state.name == "COMPLETE"} <= {result.best.objective}
     assert json.loads((tmp_path / "ray" / "budgeted" / RECORD).read_text())["study_url"] == study
     assert not (tmp_path / "ray" / "budgeted" / STUDY_DB).exists()
     out = capfd.readouterr().out
