@@ -76,10 +76,10 @@ def _tune(args: argparse.Namespace) -> int:
         check_name("--name", args.name)
     resumed = options.resume_name(args, "search")
     if resumed is not None:
-        start_ray(args, Path("outputs") / resumed)
-        if num_samples is not None or args.out is not None:
+        if num_samples is not None or args.out is not None:  # before Ray starts: fail in a second
             raise ConfigError("--resume continues the search as recorded: --num-samples/--max-trials and --out "
                               "cannot change on resume")
+        start_ray(args, Path("outputs") / resumed)
         result = resume_search(resumed, storage_path=storage_from_args(args),
                                tracking_uri=args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"), confirm=confirm,
                                verbose=1 if args.verbose else 0, study_storage=args.study_storage, budget=budget)
