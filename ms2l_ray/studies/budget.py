@@ -47,8 +47,7 @@ def format_duration(seconds: float) -> str:
     s = int(round(seconds))
     h, rest = divmod(s, 3600)
     m, sec = divmod(rest, 60)
-    out = (f"{h}h" if h else "") + (f"{m}m" if m else "") + (f"{sec}s" if sec or not (h or m) else "")
-    return out
+    return (f"{h}h" if h else "") + (f"{m}m" if m else "") + (f"{sec}s" if sec or not (h or m) else "")
 
 
 @dataclass
@@ -56,7 +55,7 @@ class Budget:
     """A wall-clock budget: ``seconds`` from :meth:`start`; :meth:`expired` once they are spent."""
 
     seconds: float
-    label: str = ""  # as the user wrote it (``2h``), for messages and the parent run's params
+    label: str = ""  # as the user wrote it (``2h``), for messages and the parent run's ``time_budget`` tag
     clock: Callable[[], float] = time.monotonic
     started: float | None = None
     wall_started: float | None = None  # time.monotonic() at start, whatever ``clock`` is: for "ended after …"
@@ -92,6 +91,11 @@ class Budget:
         """True once the budget is spent (never before :meth:`start`)."""
         return self.started is not None and self.elapsed() >= self.seconds
 
+    @property
+    def shown(self) -> str:
+        """The budget as the user wrote it (``2h``), else formatted: what messages and the parent run's tag show."""
+        return self.label or format_duration(self.seconds)
+
     def describe(self) -> str:
-        """``time budget 2h`` (the user's spelling when known)."""
-        return f"time budget {self.label or format_duration(self.seconds)}"
+        """``time budget 2h``."""
+        return f"time budget {self.shown}"

@@ -15,7 +15,7 @@ import functools
 from typing import Any
 
 from ms2l_ray.tracking import tags as tag
-from ms2l_ray.tracking.runs import client
+from ms2l_ray.tracking.runs import RunLogger, RunRef, client
 from ms2l_ray.tracking.store import retrying
 
 PAGE = 1000  # runs per search request
@@ -131,6 +131,18 @@ def children(tracking_uri: str, run_id: str, experiment_id: str | None = None) -
     exp = experiment_id if experiment_id is not None else get_run(tracking_uri, run_id).info.experiment_id
     runs = search_all(tracking_uri, [exp], tag_filter(tag.PARENT_RUN, run_id))
     return sorted(runs, key=lambda r: r.info.start_time or 0)
+
+
+def end_open_children(tracking_uri: str, run_id: str, status: str = "KILLED",
+                      open_statuses: tuple[str, ...] = ("RUNNING",)) -> None:
+    """End the children of a run still in ``open_statuses`` (their process is gone) with ``status``.
+
+    The one write of this module: a trial whose actor Tune stopped, a cell-seed a budget stopped, leave job runs
+    that nobody else will close.
+    """
+    for r in children(tracking_uri, run_id):
+        if r.info.status in open_statuses:
+            RunLogger(RunRef(tracking_uri, r.info.run_id)).end(status)
 
 
 def children_of_kind(tracking_uri: str, run_id: str, kind: str, status: str | None = None) -> list[Any]:

@@ -307,12 +307,17 @@ NAME_REFUSED = [  # (argv, message)
 ]
 
 
+def _grid_and_space(files: Path) -> list[str]:
+    """A grid and a search space in the working folder; the folder's listing, which a refused command keeps."""
+    (files / "grid.yaml").write_bytes((ABLATIONS / "quick.yaml").read_bytes())
+    (files / "space.yaml").write_bytes((SEARCH_SPACES / "quick.yaml").read_bytes())
+    return sorted(p.name for p in files.iterdir())
+
+
 @pytest.mark.parametrize(("argv", "field"), NAME_REFUSED, ids=[" ".join(a[:1] + a[-3:]) for a, _ in NAME_REFUSED])
 def test_cli_refuses_bad_names_before_any_work(files: Path, argv: list[str], field: str,
                                                capsys: pytest.CaptureFixture[str]) -> None:
-    (files / "grid.yaml").write_bytes((ABLATIONS / "quick.yaml").read_bytes())
-    (files / "space.yaml").write_bytes((SEARCH_SPACES / "quick.yaml").read_bytes())
-    listing = sorted(p.name for p in files.iterdir())
+    listing = _grid_and_space(files)
     code, err = run_cli(argv, capsys)
     value = argv[argv.index(field) + 1]
     assert code == 2
@@ -631,9 +636,7 @@ BUDGET_REFUSED = [  # (argv, the error after "ms2l <command>: error: ")
 @pytest.mark.parametrize(("argv", "message"), BUDGET_REFUSED, ids=[" ".join(a[:1] + a[2:4]) for a, _ in BUDGET_REFUSED])
 def test_cli_refuses_bad_budgets_before_any_work(files: Path, argv: list[str], message: str,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
-    (files / "grid.yaml").write_bytes((ABLATIONS / "quick.yaml").read_bytes())
-    (files / "space.yaml").write_bytes((SEARCH_SPACES / "quick.yaml").read_bytes())
-    listing = sorted(p.name for p in files.iterdir())
+    listing = _grid_and_space(files)
     code, err = run_cli(argv, capsys)
     assert (code, err) == (2, f"ms2l {argv[0]}: error: {message}\n")
     assert sorted(p.name for p in files.iterdir()) == listing  # no ray_results, mlflow.db, outputs/

@@ -269,9 +269,7 @@ class _CellSeedJobs:
     def stop_for_budget(self, cell: Cell, seed: int, run: RunLogger, budget: Budget) -> None:
         """A cell-seed the budget stopped: its run and its open jobs KILLED, ``outcome=budget_stopped``."""
         current_console().finish(f"{self.name}-{cell.name}-s{seed}-")
-        for child in query.children(self.tracking.uri, run.run_id):
-            if child.info.status in ("RUNNING", "SCHEDULED"):
-                RunLogger(RunRef(self.tracking.uri, child.info.run_id)).end("KILLED")
+        query.end_open_children(self.tracking.uri, run.run_id, "KILLED", ("RUNNING", "SCHEDULED"))
         run.set_tags({tag.OUTCOME: tag.OUTCOME_BUDGET_STOPPED})
         run.end("KILLED")
         self.budget_stopped.append((cell.name, seed))
@@ -391,7 +389,7 @@ def run_ablation(grid: Grid, *, name: str, tracking: Tracking, execution: Execut
         log(f"[ablate] {name}: {len(grid.cells)} cells{extra} × {len(grid.seeds)} seeds; {len(skipped)} finished, "
             f"{len(todo)} to run ({concurrent} at a time); parent run {parent.run_id}")
         if budget is not None:
-            parent.set_tags({tag.TIME_BUDGET: budget.label or format_duration(budget.seconds)})
+            parent.set_tags({tag.TIME_BUDGET: budget.shown})
             jobs.concurrent(todo, concurrent, budget.start())  # as tasks: a running cell-seed can then be stopped
         elif concurrent > 1 and len(todo) > 1:
             jobs.concurrent(todo, concurrent)

@@ -45,9 +45,7 @@ class SearchRuns:
 
     def close_children(self, run_id: str, status: str = "KILLED") -> None:
         """End the still-RUNNING jobs under a trial run (their process is gone)."""
-        for r in self.children(run_id):
-            if r.info.status == "RUNNING":
-                self.logger(r.info.run_id).end(status)
+        query.end_open_children(self.tracking_uri, run_id, status)
 
     def close_trial(self, trial_id: str, outcome: str, status: str, metrics: dict[str, float] | None = None) -> None:
         """Close a trial run that its own process could not close; a FINISHED run is left alone."""

@@ -322,7 +322,7 @@ def _fit(tuner: Any, space: SearchSpace, setup: TrialSetup, record: SearchRecord
          budget: Budget | None = None) -> SearchResult:
     search_budget.arm(record.name, budget)
     if parent is not None and budget is not None:
-        parent.set_tags({tag.TIME_BUDGET: budget.label or format_duration(budget.seconds)})
+        parent.set_tags({tag.TIME_BUDGET: budget.shown})
     try:
         with tracked_run(parent, failed="KILLED"):  # KILLED, not FINISHED: --resume reopens it
             grid = tuner.fit()
