@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ms2l_ray.jobs.fatal import FATAL_FILE, raise_if_fatal
+from ms2l_ray.jobs.job_runs import RUN_ID_FILE
 from ms2l_ray.jobs.spec import JobSpec, Resources
 from ms2l_ray.jobs.worker import HISTORY_FILE, METRICS_FILE, OUTCOME_FILES, SPEC_KEY, train_loop_per_worker
 
@@ -92,10 +93,10 @@ def run_chain(stages: list[JobSpec], *, name: str, resources: Resources, storage
 
     Outputs a previous run left in the stages' folders are removed first: a stage is skipped when its
     ``metrics.json`` exists, which must mean "finished in this run" (after a worker restart), never "in an
-    earlier one".
+    earlier one"; likewise a planned stage's run id means "the run this chain started".
     """
     for stage in stages:
-        for file in (*OUTCOME_FILES, FATAL_FILE):
+        for file in (*OUTCOME_FILES, FATAL_FILE, RUN_ID_FILE):
             (Path(stage.out_dir) / file).unlink(missing_ok=True)
     result = _fit(JobSpec.chain(stages), name=name, resources=resources, storage_path=storage_path,
                   max_failures=max_failures, callbacks=callbacks)

@@ -41,6 +41,23 @@ class Resources:
             raise ValueError(f"bad worker resources: cpus {self.cpus_per_worker}, gpus {self.gpus_per_worker}")
 
 
+@dataclass(frozen=True)
+class RunPlan:
+    """An MLflow job run that rank 0 starts when its stage starts, not the driver before the job.
+
+    Why: a search trial's evaluation run must not exist unless its pretraining ended (an ASHA-cut trial holds
+    only its pretraining run), yet it runs in the same Train run as that pretraining
+    (:func:`ms2l_ray.jobs.job_runs.start_planned_run`). Plain strings: it travels to the workers.
+    """
+
+    tracking_uri: str
+    experiment: str
+    kind: str  # a KIND_* tag value
+    name: str  # the MLflow run name
+    parent_run_id: str | None
+    tags: dict[str, Any] = field(default_factory=dict)
+
+
 @dataclass
 class JobSpec:
     """One pretrain or evaluation job.
@@ -52,6 +69,7 @@ class JobSpec:
             storage every node sees when the job runs on a cluster.
         encoder: pretrained artifact directory for evaluations (None = random encoder).
         tracking_uri, run_id: the MLflow run rank 0 logs per-epoch metrics into (None = no tracking).
+        run_plan: a run rank 0 starts when the stage starts (``run_id`` is then None on the driver).
         on_epoch_end: an :data:`EpochHook` (fault injection in tests); None in production.
         stages: for ``kind="chain"``, the stage jobs (pretrain first, then evaluations), run in order by the
             same workers; a stage whose outputs exist is skipped after a worker restart.
@@ -64,6 +82,7 @@ class JobSpec:
     tracking_uri: str | None = None
     run_id: str | None = None
     on_epoch_end: EpochHook | None = None
+    run_plan: RunPlan | None = None
     stages: list[JobSpec] = field(default_factory=list)
 
     @classmethod

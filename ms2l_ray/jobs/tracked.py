@@ -10,19 +10,22 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from ms2l_ray.config import Config, config_hash, flatten, to_dict
+from ms2l_ray.config import Config, to_dict
 from ms2l_ray.jobs.driver import JobOutcome, default_storage_path, run_chain, run_job
+from ms2l_ray.jobs.job_runs import CONFIG_ARTIFACT, begin_run, log_dataset_input, planned_run_id, run_tags
 from ms2l_ray.jobs.records import read_record, write_record
-from ms2l_ray.jobs.spec import EpochHook, JobSpec, Resources
+from ms2l_ray.jobs.spec import EpochHook, JobSpec, Resources, RunPlan
 from ms2l_ray.tracking import tags as tag
 from ms2l_ray.tracking.artifacts import log_eval_outputs, log_pretrain_outputs
-from ms2l_ray.tracking.runs import RunLogger, RunRef, start_run, tracked_run
+from ms2l_ray.tracking.runs import RunLogger, RunRef, tracked_run
+
+__all__ = ["CONFIG_ARTIFACT", "ChainEvaluation", "ChainOutcome", "Execution", "Tracking", "log_dataset_input",
+           "run_tags", "tracked_chain", "tracked_evaluate", "tracked_pretrain"]
 from ms2l_ray.tracking.store import redact_uri
 from ms2l_ray.train.health import assess, health_tag
 from ms2l_ray.train.precision import precision_name
@@ -60,32 +63,6 @@ def precision_tag(metrics: dict[str, Any]) -> dict[str, str]:
     return {tag.PRECISION: name} if name else {}
 
 
-def run_tags(cfg: Config, kind: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Tags every run carries: what it is, on which data, with which seed and config."""
-    tags: dict[str, Any] = {tag.KIND: kind, tag.DATASET: cfg.data.dataset, tag.SPLIT: cfg.data.split,
-                            tag.SEED: cfg.seed, tag.CONFIG_HASH: config_hash(cfg)}
-    if kind == tag.KIND_EVALUATE:
-        tags.update({tag.STRATEGY: cfg.evaluation.strategy, tag.LABEL_FRACTION: cfg.evaluation.label_fraction})
-    return {**tags, **(extra or {})}
-
-
-def log_dataset_input(run: RunLogger, cfg: Config) -> None:
-    """Log the run's dataset as an MLflow input (the UI's Dataset column).
-
-    A store this driver cannot read (it sits on the workers' storage only) is noted in the log file, not an
-    error: the job itself reads it.
-    """
-    from ms2l_ray.console import current
-    from ms2l_ray.tracking.datasets import dataset_input
-
-    try:
-        entry = dataset_input(cfg)
-    except (OSError, ValueError) as exc:
-        current().internal(f"[tracking] dataset of run {run.run_id} not logged as an input: {exc}")
-        return
-    run.log_dataset(entry)
-
-
 def _begin(tracking: Tracking | None, cfg: Config, kind: str, name: str, parent: RunLogger | None,
            tags: dict[str, Any] | None, existing_run_id: str | None = None,
            title: str | None = None) -> RunLogger | None:
@@ -95,15 +72,10 @@ def _begin(tracking: Tracking | None, cfg: Config, kind: str, name: str, parent:
         run = RunLogger(RunRef(tracking.uri, existing_run_id))
         run.resume()
         return run
-    run = start_run(tracking.uri, tracking.experiment, title or name, parent, run_tags(cfg, kind, tags))
-    run.log_params(flatten(to_dict(cfg)))
-    log_dataset_input(run, cfg)
-    run.log_text(yaml.safe_dump(to_dict(cfg), sort_keys=False), CONFIG_ARTIFACT)  # what `ms2l rerun` rebuilds
-    return run
+    return begin_run(tracking.uri, tracking.experiment, cfg, kind, title or name, parent, tags)
 
 
 JOB_RECORD = "ms2l_job.json"
-CONFIG_ARTIFACT = "config.yaml"
 
 
 def write_job_record(storage_path: str | None, name: str, record: dict[str, Any]) -> None:
@@ -195,10 +167,10 @@ def _evaluate_tags(tags: dict[str, Any] | None, encoder: str | None) -> dict[str
 
 
 def _evaluate_spec(cfg: Config, out_dir: Path, encoder: str | None, tracking: Tracking | None,
-                   run: RunLogger | None, execution: Execution) -> JobSpec:
+                   run: RunLogger | None, execution: Execution, plan: RunPlan | None = None) -> JobSpec:
     return JobSpec.make("evaluate", cfg, str(out_dir), encoder=encoder,
                         tracking_uri=tracking.uri if tracking else None, run_id=run.run_id if run else None,
-                        on_epoch_end=execution.on_epoch_end)
+                        on_epoch_end=execution.on_epoch_end, run_plan=plan)
 
 
 def tracked_evaluate(cfg: Config, *, encoder: str | None, name: str, out_dir: Path, tracking: Tracking | None,
@@ -230,6 +202,9 @@ class ChainEvaluation:
         pretrained: True when it starts from the chain's pretrained encoder; False for a random encoder
             (a baseline) or a strategy that trains from scratch.
         title: the MLflow run name people read (default ``name``).
+        started_by_worker: its run is created when the evaluation starts, by the worker group
+            (:class:`~ms2l_ray.jobs.spec.RunPlan`), not before the chain: a search trial cut during pretraining
+            then holds no evaluation run that never ran.
     """
 
     cfg: Config
@@ -238,6 +213,7 @@ class ChainEvaluation:
     tags: dict[str, Any]
     pretrained: bool = True
     title: str | None = None
+    started_by_worker: bool = False
 
 
 @dataclass
@@ -253,6 +229,30 @@ class ChainOutcome:
     evaluations: list[JobOutcome]
 
 
+def _started_run(tracking_uri: str, out_dir: Path) -> RunLogger | None:
+    """The run a worker started for the planned stage writing to ``out_dir`` (None if it never started)."""
+    run_id = planned_run_id(out_dir)
+    return RunLogger(RunRef(tracking_uri, run_id)) if run_id else None
+
+
+@contextlib.contextmanager
+def _failed_if_started(tracking_uri: str, out_dir: Path) -> Iterator[None]:
+    """On a failed chain, end FAILED the run a worker started for the stage writing to ``out_dir``, if any.
+
+    A stage that never started has no run to close: that is the point of starting it on the worker.
+    """
+    try:
+        yield
+    except BaseException:
+        run_id = planned_run_id(out_dir)
+        if run_id is not None:
+            from ms2l_ray.tracking.runs import client
+
+            if client(tracking_uri).get_run(run_id).info.status == "RUNNING":
+                RunLogger(RunRef(tracking_uri, run_id)).end("FAILED")
+        raise
+
+
 def tracked_chain(pretrain_cfg: Config | None, evaluations: list[ChainEvaluation], *, name: str,
                   pretrain_name: str, pretrain_out: Path, tracking: Tracking | None, execution: Execution,
                   parent: RunLogger | None = None, tags: dict[str, Any] | None = None,
@@ -260,11 +260,12 @@ def tracked_chain(pretrain_cfg: Config | None, evaluations: list[ChainEvaluation
     """Pretrain (``pretrain_cfg`` not None) and run ``evaluations`` as one Ray Train run named ``name``.
 
     The MLflow tree, params, per-epoch metrics, tags and artifacts are those of :func:`tracked_pretrain`
-    followed by one :func:`tracked_evaluate` per evaluation (all runs are created up front, so each stage's
+    followed by one :func:`tracked_evaluate` per evaluation (the runs are created up front, so each stage's
     rank 0 logs into its own run), but the worker group starts once: at grid-cell sizes that start-up
-    costs about as much as the epochs (issue 12, item 7). Worker failures recover as in a single job; a
-    failed chain marks every run it had not finished FAILED. Evaluations that start from the pretrained
-    encoder carry the tag ``parent_pretrain_run`` (the pretraining's run id).
+    costs about as much as the epochs (issue 12, item 7). An evaluation marked ``started_by_worker`` gets its
+    run when it starts instead, from rank 0 (the same params, tags and artifacts). Worker failures recover as
+    in a single job; a failed chain marks every run it had not finished FAILED. Evaluations that start from
+    the pretrained encoder carry the tag ``parent_pretrain_run`` (the pretraining's run id).
     """
     pre_run = None
     if pretrain_cfg is not None:
@@ -272,7 +273,8 @@ def tracked_chain(pretrain_cfg: Config | None, evaluations: list[ChainEvaluation
                          title=pretrain_title)
         write_job_record(execution.storage_path, pretrain_name,
                          _pretrain_record(pretrain_cfg, pretrain_out, pre_run, tracking))
-    runs, specs = [pre_run], []
+    runs: list[RunLogger | None] = [pre_run]
+    specs = []
     with contextlib.ExitStack() as closing:  # a failed chain marks every run it had not finished FAILED
         closing.enter_context(tracked_run(pre_run))
         if pretrain_cfg is not None:
@@ -282,15 +284,23 @@ def tracked_chain(pretrain_cfg: Config | None, evaluations: list[ChainEvaluation
             ev_tags = _evaluate_tags(ev.tags, encoder)
             if encoder is not None and pre_run is not None:
                 ev_tags[tag.PARENT_PRETRAIN_RUN] = pre_run.run_id  # what `ms2l rerun` fetches the encoder from
-            run = closing.enter_context(tracked_run(_begin(tracking, ev.cfg, tag.KIND_EVALUATE, ev.name, parent,
-                                                           ev_tags, title=ev.title)))
+            plan, run = None, None
+            if ev.started_by_worker and tracking is not None:
+                plan = RunPlan(tracking.uri, tracking.experiment, tag.KIND_EVALUATE, ev.title or ev.name,
+                               parent.run_id if parent else None, ev_tags)
+                closing.enter_context(_failed_if_started(tracking.uri, ev.out_dir))
+            else:
+                run = closing.enter_context(tracked_run(_begin(tracking, ev.cfg, tag.KIND_EVALUATE, ev.name, parent,
+                                                               ev_tags, title=ev.title)))
             runs.append(run)
-            specs.append(_evaluate_spec(ev.cfg, ev.out_dir, encoder, tracking, run, execution))
+            specs.append(_evaluate_spec(ev.cfg, ev.out_dir, encoder, tracking, run, execution, plan))
         outcomes = run_chain(specs, name=name, resources=execution.resources, storage_path=execution.storage_path,
                              max_failures=execution.max_failures, callbacks=execution.callbacks)
         pre_outcome = outcomes.pop(0) if pretrain_cfg is not None else None
         if pretrain_cfg is not None and pre_outcome is not None:
             _finish_pretrain(pre_run, pretrain_cfg, pre_outcome)
         for ev, run, outcome in zip(evaluations, runs[1:], outcomes, strict=True):
+            if run is None and ev.started_by_worker and tracking is not None:
+                run = _started_run(tracking.uri, ev.out_dir)
             _finish_evaluate(run, ev.cfg, outcome, class_names)
     return ChainOutcome(pre_outcome, pre_run, outcomes)

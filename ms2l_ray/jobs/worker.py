@@ -8,6 +8,7 @@ at most one epoch.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import tempfile
@@ -163,10 +164,15 @@ def stage_finished(spec: JobSpec) -> bool:
 def _run_stage(spec: JobSpec, rank: int, world: int, device: torch.device, job: str) -> dict[str, float]:
     """One pretraining or evaluation on this worker, reporting to Ray (and rank 0 to the stage's MLflow run).
 
+    A stage with a :class:`~ms2l_ray.jobs.spec.RunPlan` gets its MLflow run here, from rank 0, as it starts.
     Its lines are marked as ``job``'s progress.
     """
     import ray.train.torch
 
+    if rank == 0 and spec.run_plan is not None and spec.run_id is None:
+        from ms2l_ray.jobs.job_runs import start_planned_run
+
+        spec = dataclasses.replace(spec, run_id=start_planned_run(spec))  # this stage's run starts now
     ctx = LoopContext(device=device, rank=rank, world_size=world,
                       wrap_model=lambda m: ray.train.torch.prepare_model(m, move_to_device=True),
                       hooks=[ReportHook(spec, rank, world)], log=_job_say(job))

@@ -357,6 +357,60 @@ def test_chain_recovers_a_killed_worker_and_runs_its_evaluations(tmp_path: Path,
     assert steps == sorted(set(steps)) and steps[-1] == ev_cfg.evaluation.optim.epochs + 1
 
 
+def test_an_evaluation_run_started_by_the_worker_exists_only_once_it_runs(tmp_path: Path, sqlite_uri: str) -> None:
+    """A search trial's chain (issue 12, item 7): the evaluation's MLflow run is started by rank 0 when the
+    evaluation starts. A chain that dies in pretraining leaves no evaluation run; a worker killed mid-evaluation
+    restarts the stage into the same run, which the driver then finishes with its metrics and artifacts."""
+    from ms2l_ray.jobs.job_runs import RUN_ID_FILE
+    from ms2l_ray.tracking.runs import start_run
+
+    c = client(sqlite_uri)
+    cfg = tiny("evaluation.optim.epochs=5")  # pretraining epochs 0-2, evaluation epochs 0-4
+    ev_cfg = Evaluation("linear").apply(cfg)
+
+    def chain(label: str, kill_after: int, max_failures: int) -> tuple[Any, Path, Any]:
+        trial = start_run(sqlite_uri, "planned", label)
+        jobs = [ChainEvaluation(ev_cfg, f"{label}-linear", tmp_path / label / "linear", {"evaluation": "linear"},
+                                started_by_worker=True)]
+        marker = tmp_path / label / "killed"
+        run = lambda: tracked_chain(cfg, jobs, name=label, pretrain_name=f"{label}-pretrain",  # noqa: E731
+                                    pretrain_out=tmp_path / label / "pre", tracking=Tracking(sqlite_uri, "planned"),
+                                    execution=Execution(Resources(), storage_path=str(tmp_path / "ray"),
+                                                        max_failures=max_failures,
+                                                        on_epoch_end=kill_last_rank_once(kill_after, marker)),
+                                    parent=trial)
+        return run, marker, trial
+
+    # killed after pretraining epoch 1 with no retries: the pretraining FAILED, and no evaluation run was made
+    run, marker, trial = chain("cut", kill_after=1, max_failures=0)
+    from ray.train.v2.api.exceptions import WorkerGroupError
+
+    with pytest.raises(WorkerGroupError):
+        run()
+    assert marker.exists()
+    cut_jobs = [(r.data.tags["kind"], r.info.status) for r in children(sqlite_uri, trial.run_id)]
+    assert cut_jobs == [("pretrain", "FAILED")]
+    assert not (tmp_path / "cut" / "linear" / RUN_ID_FILE).exists()
+
+    # killed after evaluation epoch 3, one retry: the restarted stage logs into the run it started before
+    run, marker, trial = chain("restarted", kill_after=3, max_failures=1)
+    outcome = run()
+    assert marker.read_text().endswith("after epoch 3\n")
+    jobs = {r.data.tags["kind"]: r for r in children(sqlite_uri, trial.run_id)}
+    assert sorted(jobs) == ["evaluate", "pretrain"] and len(children(sqlite_uri, trial.run_id)) == 2
+    ev = jobs["evaluate"]
+    assert ev.info.run_id == (tmp_path / "restarted" / "linear" / RUN_ID_FILE).read_text()
+    assert ev.info.status == "FINISHED" and ev.info.run_name == "restarted-linear"
+    assert ev.data.tags["parent_pretrain_run"] == jobs["pretrain"].info.run_id
+    assert ev.data.tags["strategy"] == "linear" and ev.data.tags["kind"] == "evaluate"
+    assert ev.data.params["evaluation.optim.epochs"] == "5" and ev.data.params["pretrain.epochs"] == "3"
+    assert ev.data.metrics["test_top1"] == pytest.approx(outcome.evaluations[0].metrics["test_top1"])
+    assert {"config.yaml", "confusion_matrix.png", "curves.png"} <= artifact_paths(sqlite_uri, ev.info.run_id)
+    # the stage ran twice into that run: epochs 1-4 of the killed attempt, then all 5, then the final step
+    steps = [m.step for m in c.get_metric_history(ev.info.run_id, "val_top1")]
+    assert steps == [1, 2, 3, 4, 1, 2, 3, 4, 5, 6]
+
+
 def test_chain_skips_stages_finished_before_a_restart_but_not_leftovers(tmp_path: Path) -> None:
     """``metrics.json`` marks a finished stage; ``run_chain`` clears ones an earlier run left behind."""
     from ms2l_ray.jobs.driver import run_chain

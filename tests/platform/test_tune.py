@@ -109,6 +109,12 @@ def test_search_with_asha_builds_the_mlflow_tree_and_keeps_the_study(tmp_path: P
         else:
             assert jobs == {} and "at least one task weight" in t.data.tags["rejected_reason"]
 
+    # one Ray Train run per trial (issue 12, item 7): pretraining and evaluation share `<trial_id>-pretrain`;
+    # the rejected trial trained nothing
+    trained = sorted(f"{t.data.tags['trial_id']}-pretrain" for t in everything if "rejected_reason" not in t.data.tags)
+    assert len(trained) == 5  # 3 search trials (2 evaluated, 1 cut) + 2 confirmation reruns
+    assert sorted(d.name for d in (tmp_path / "ray" / "smoke-search" / "train").iterdir()) == trained
+
     # Optuna learned from final objectives only: evaluated trials COMPLETE, the cut and the rejected PRUNED
     db = tmp_path / "ray" / "smoke-search" / STUDY_DB
     study = optuna.load_study(study_name="smoke-search", storage=f"sqlite:///{db}")

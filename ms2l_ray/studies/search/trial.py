@@ -1,8 +1,9 @@
-"""One trial = the real objective: pretrain, then the space's evaluation (linear by default), each a TorchTrainer.
+"""One trial = the real objective: pretrain, then the space's evaluation (linear by default), in one TorchTrainer.
 
 This is Ray's Train-in-Tune pattern: :func:`run_trial` is a Tune *function trainable* that launches its own
-``TorchTrainer`` jobs through :func:`~ms2l_ray.jobs.tracked.tracked_pretrain` / ``tracked_evaluate``. The
-trainable itself holds no CPU (see :mod:`ms2l_ray.studies.search.tuner`); its jobs hold ``workers × per-worker``.
+``TorchTrainer`` through :func:`~ms2l_ray.jobs.tracked.tracked_chain` (pretraining and evaluation in one Train
+run, one worker-group start-up). The trainable itself holds no CPU (see :mod:`ms2l_ray.studies.search.tuner`);
+its job holds ``workers × per-worker``.
 
 - Pretraining reports reach Tune through :class:`ProxyReportCallback` (a ``TuneReportCallback`` on the Train
   controller) rewritten to ``{objective: <proxy>, epoch}`` — ASHA's input.
@@ -28,7 +29,7 @@ from ray.tune.integration.ray_train import TuneReportCallback
 
 from ms2l_ray.config import Config, ConfigError, apply_delta, from_dict, unflatten
 from ms2l_ray.jobs.spec import Resources
-from ms2l_ray.jobs.tracked import Execution, Tracking, tracked_evaluate, tracked_pretrain
+from ms2l_ray.jobs.tracked import ChainEvaluation, Execution, Tracking, tracked_chain, tracked_evaluate
 from ms2l_ray.model.artifact import ENCODER_FILE
 from ms2l_ray.studies.evaluation import Evaluation
 from ms2l_ray.studies.search.runs import SearchRuns
@@ -155,24 +156,35 @@ def _pretrained(runs: SearchRuns | None, run: RunLogger | None, out: Path) -> bo
 
 def _trial_jobs(setup: TrialSetup, trial_id: str, cfg: Config, run_id: str | None,
                 callback: ProxyReportCallback) -> dict[str, Any]:
-    """Pretrain (unless an earlier attempt finished it), then evaluate; returns the final report.
+    """Pretrain and evaluate in one Train run (or only evaluate, when an earlier attempt finished pretraining).
 
-    Runs as a child Ray task of the trial (see :func:`run_trial`), so the ``TorchTrainer`` controllers it
-    creates belong to this task's worker.
+    One Train run per trial (issue 12, item 7): the pretraining and its evaluation share one worker group and
+    one start-up, as an ablation's cell-seed does. The evaluation's MLflow run is started by the worker when
+    the evaluation starts, so a trial ASHA cuts during pretraining holds its pretraining run only. The Train
+    run keeps the name ``<trial_id>-pretrain``, so a trial re-run after ``--resume`` restores its
+    pretraining checkpoint.
+
+    Runs as a child Ray task of the trial (see :func:`run_trial`), so the ``TorchTrainer`` controller it
+    creates belongs to this task's worker.
     """
     runs = setup.runs
     run = runs.logger(run_id) if runs and run_id else None
     tracking = Tracking(setup.tracking_uri, setup.experiment) if setup.tracking_uri else None
     tags = {tag.SEARCH: setup.search, tag.TRIAL_ID: trial_id}
     out = Path(setup.out_root) / trial_id
-    pre: dict[str, Any] = {}
-    if not _pretrained(runs, run, out / "pretrain"):
-        pre = tracked_pretrain(cfg, name=f"{trial_id}-pretrain", out_dir=out / "pretrain", tracking=tracking,
-                               execution=setup.execution([callback]), parent=run, tags=tags)[0].metrics
     ev = setup.evaluation
-    outcome, _ = tracked_evaluate(ev.apply(cfg), encoder=str(out / "pretrain"), name=f"{trial_id}-{ev.label}",
-                                  out_dir=out / ev.label, tracking=tracking, execution=setup.execution(),
-                                  parent=run, tags={**tags, tag.EVALUATION: ev.label})
+    ev_name, ev_out, ev_tags = f"{trial_id}-{ev.label}", out / ev.label, {**tags, tag.EVALUATION: ev.label}
+    pre: dict[str, Any] = {}
+    if _pretrained(runs, run, out / "pretrain"):
+        outcome, _ = tracked_evaluate(ev.apply(cfg), encoder=str(out / "pretrain"), name=ev_name, out_dir=ev_out,
+                                      tracking=tracking, execution=setup.execution(), parent=run, tags=ev_tags)
+    else:
+        chain = tracked_chain(cfg, [ChainEvaluation(ev.apply(cfg), ev_name, ev_out, ev_tags, started_by_worker=True)],
+                              name=f"{trial_id}-pretrain", pretrain_name=f"{trial_id}-pretrain",
+                              pretrain_out=out / "pretrain", tracking=tracking,
+                              execution=setup.execution([callback]), parent=run, tags=tags)
+        pre = chain.pretrain.metrics if chain.pretrain else {}
+        outcome = chain.evaluations[0]
     final = {OBJECTIVE: float(outcome.metrics[setup.metric]), FINAL: 1.0, PHASE: ev.label,
              PRETRAIN_EPOCHS: cfg.pretrain.epochs,  # not "epoch": ASHA must not read this report as a rung
              **{k: float(outcome.metrics[k]) for k in REPORTED if k in outcome.metrics}}
