@@ -2,14 +2,16 @@
 
 Runs a small search through the product itself (:func:`ms2l_ray.studies.search.tuner.run_search`, a local Ray
 instance, real ``TorchTrainer`` jobs, a real SQLite MLflow store), one trial at a time and no early stopping, so
-each trial's wall time is its own: ``--trials`` trials of the ``search_spaces/smoke.yaml`` model sizes (built-in
-data) with ``--epochs`` pretraining epochs and a 3-epoch linear probe. Per trial it prints the trial run's
-wall time in MLflow, its pretraining epochs (Σ ``epoch_time_s``), their share of the wall time, and how many Ray
-Train runs the trial started (run folders under the search's Train storage).
+each trial's wall time is its own: ``--trials`` trials at the model and data sizes of ``search_spaces/quick.yaml``
+(or ``--sizes smoke``: ``smoke.yaml``'s, where the epochs take well under a second and the wall time is the
+fixed cost), built-in data, ``--epochs`` pretraining epochs and the space's linear probe. Per trial it prints
+the trial run's wall time in MLflow and where it went (from the start and end times of its pretraining and
+evaluation runs, and the pretraining's Σ ``epoch_time_s``), the epochs' share of the wall time, and how many
+Ray Train runs the trial started (run folders under the search's Train storage).
 
 Usage (the before/after figures in the README ran this file against each commit's package, via ``PYTHONPATH``)::
 
-    OMP_NUM_THREADS=1 python benchmarks/trial_overhead.py [--trials 3] [--epochs 4] [--cpus 2]
+    OMP_NUM_THREADS=1 python benchmarks/trial_overhead.py [--sizes quick|smoke] [--trials 3] [--epochs 4] [--cpus 2]
 """
 
 from __future__ import annotations
@@ -21,15 +23,23 @@ from pathlib import Path
 
 import yaml
 
+SIZES = {  # preset and config of each --sizes choice: the two shipped search spaces' models and data
+    "smoke": ("smoke", {"evaluation": {"optim": {"epochs": 3}},
+                        "data": {"builtin_sequences": 200, "max_frames": 20, "val_fraction": 0.2}}),
+    "quick": ("small", {"model": {"hidden_size": 64, "head_hidden": 128, "proj_dim": 64},
+                        "evaluation": {"optim": {"epochs": 5, "batch_size": 64, "step_size": 4}},
+                        "data": {"builtin_sequences": 600, "max_frames": 32, "val_fraction": 0.15}}),
+}
 
-def space(trials: int, epochs: int) -> dict[str, object]:
-    """The benchmark's search space: smoke sizes, ``trials`` random learning rates, no early stopping."""
+
+def space(sizes: str, trials: int, epochs: int) -> dict[str, object]:
+    """The benchmark's search space: ``sizes``'s model and data, ``trials`` random learning rates, no early stop."""
+    preset, config = SIZES[sizes]
+    pretrain = {"epochs": epochs, "step_size": max(1, epochs // 2), **({"batch_size": 64} if sizes == "quick" else {})}
     return {
         "description": "trial-overhead benchmark",
-        "preset": "smoke",
-        "config": {"pretrain": {"epochs": epochs, "step_size": max(1, epochs // 2)},
-                   "evaluation": {"optim": {"epochs": 3}},
-                   "data": {"builtin_sequences": 200, "max_frames": 20, "val_fraction": 0.2}},
+        "preset": preset,
+        "config": {**config, "pretrain": pretrain},
         "evaluation": {"strategy": "linear"},
         "metric": "val_top1",
         "mode": "max",
@@ -44,13 +54,17 @@ def space(trials: int, epochs: int) -> dict[str, object]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sizes", choices=sorted(SIZES), default="quick",
+                   help="model and data sizes: search_spaces/quick.yaml's (default) or smoke.yaml's")
     p.add_argument("--trials", type=int, default=3)
     p.add_argument("--epochs", type=int, default=4, help="pretraining epochs per trial")
     p.add_argument("--cpus", type=int, default=2, help="CPUs of the local Ray instance (one trial holds all)")
+    p.add_argument("--keep", default=None, help="folder to keep the search's MLflow store and outputs in")
     a = p.parse_args()
 
     import ray
 
+    from ms2l_ray.jobs.cluster import ensure_ray
     from ms2l_ray.jobs.spec import Resources
     from ms2l_ray.jobs.tracked import Tracking
     from ms2l_ray.studies.search.space import load_space
@@ -59,11 +73,12 @@ def main() -> None:
     from ms2l_ray.tracking.runs import client
 
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
+        root = Path(a.keep).resolve() if a.keep else Path(tmp)
+        root.mkdir(parents=True, exist_ok=True)
         space_file = root / "overhead.yaml"
-        space_file.write_text(yaml.safe_dump(space(a.trials, a.epochs)))
+        space_file.write_text(yaml.safe_dump(space(a.sizes, a.trials, a.epochs)))
         uri = f"sqlite:///{root / 'mlflow.db'}"
-        ray.init(num_cpus=a.cpus, include_dashboard=False, log_to_driver=False)
+        ensure_ray(num_cpus=a.cpus, log_to_driver=False)  # as the CLI starts it (Train's poll interval included)
         t0 = time.perf_counter()
         result = run_search(load_space(space_file), name="overhead", storage_path=str(root / "ray"),
                             tracking=Tracking(uri, "overhead"), resources=Resources(cpus_per_worker=float(a.cpus)),
@@ -71,23 +86,28 @@ def main() -> None:
         total = time.perf_counter() - t0
         c = client(uri)
         train_runs = sorted(d.name for d in (root / "ray" / "overhead" / "train").iterdir())
-        print(f"\n{a.trials} trials, one at a time, {a.epochs} pretraining epochs + 3 probe epochs each, "
-              f"{a.cpus} CPUs; search wall {total:.0f} s\n")
-        print("| trial | wall (s) | pretraining epochs (s) | share | Ray Train runs |")
-        print("|---|---:|---:|---:|---:|")
-        walls, epochs = [], []
+        print(f"\n{a.trials} trials at {a.sizes} sizes, one at a time, {a.epochs} pretraining epochs + a linear "
+              f"probe each, {a.cpus} CPUs; search wall {total:.0f} s\n")
+        print("| trial | wall (s) | until pretraining run (s) | pretraining run (s) | pretraining epochs (s) "
+              "| evaluation run (s) | after it (s) | epochs' share | Ray Train runs |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        rows = []
         assert result.parent_run_id is not None
         for t in children(uri, result.parent_run_id):
             tid = t.data.tags["trial_id"]
-            wall = (t.info.end_time - t.info.start_time) / 1000
-            pre = [j for j in children(uri, t.info.run_id) if j.data.tags.get("kind") == "pretrain"]
-            ep = sum(m.value for j in pre for m in c.get_metric_history(j.info.run_id, "epoch_time_s"))
+            jobs = {j.data.tags.get("kind"): j.info for j in children(uri, t.info.run_id)}
+            pre, ev = jobs["pretrain"], jobs["evaluate"]
+            epochs = sum(m.value for m in c.get_metric_history(pre.run_id, "epoch_time_s"))
+            trial = t.info
+            row = [(trial.end_time - trial.start_time) / 1000, (pre.start_time - trial.start_time) / 1000,
+                   (pre.end_time - pre.start_time) / 1000, epochs, (ev.end_time - ev.start_time) / 1000,
+                   (trial.end_time - max(pre.end_time, ev.end_time)) / 1000]
+            rows.append(row)
             n_train = sum(1 for r in train_runs if r.startswith(f"{tid}-"))
-            walls.append(wall)
-            epochs.append(ep)
-            print(f"| {tid} | {wall:.1f} | {ep:.1f} | {100 * ep / wall:.0f} % | {n_train} |")
-        print(f"| mean | {sum(walls) / len(walls):.1f} | {sum(epochs) / len(epochs):.1f} | "
-              f"{100 * sum(epochs) / sum(walls):.0f} % | |")
+            cells = " | ".join(f"{v:.1f}" for v in row)
+            print(f"| {tid} | {cells} | {100 * epochs / row[0]:.0f} % | {n_train} |")
+        mean = [sum(col) / len(rows) for col in zip(*rows, strict=True)]
+        print("| mean | " + " | ".join(f"{v:.1f}" for v in mean) + f" | {100 * mean[3] / mean[0]:.0f} % | |")
         ray.shutdown()
 
 

@@ -16,11 +16,19 @@ from ms2l_ray.studies.search.sampling import FINAL, OBJECTIVE, PHASE, REJECTED
 
 
 class TrialLines(Callback):  # type: ignore[misc]
-    """``[tune] 3/8 trial 7a1c_00002: val_top1=41.20`` per finished trial; a live ``phase epoch objective`` line."""
+    """``[tune] 3/8 trial 7a1c_00002: val_top1=41.20`` per finished trial; a live ``phase epoch objective`` line.
 
-    def __init__(self, metric: str) -> None:
+    The count is out of ``total`` (the search's trials), not out of the trials Tune has created so far: Tune
+    creates them one by one, so that count reads ``2/2`` while a third trial is still to come.
+    """
+
+    def __init__(self, metric: str, total: int = 0) -> None:
         self.metric = metric
+        self.total = total
         self.done = 0
+
+    def _count(self, trials: list[Any]) -> str:
+        return f"{self.done}/{max(self.total, len(trials))}"
 
     def on_trial_result(self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any],
                         **info: Any) -> None:
@@ -40,11 +48,11 @@ class TrialLines(Callback):  # type: ignore[misc]
         else:
             what = f"stopped early at epoch {last.get('epoch', '?')} (proxy {float(last.get(OBJECTIVE, 0.0)):.2f})"
         current().finish(f"trial {trial.trial_id}")
-        say(f"[tune] {self.done}/{len(trials)} trial {trial.trial_id}: {what}")
+        say(f"[tune] {self._count(trials)} trial {trial.trial_id}: {what}")
 
     def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         """Replace ``trial``'s live line by a FAILED line pointing at the log file."""
         self.done += 1
         current().finish(f"trial {trial.trial_id}")
         where = f"; details in {current().log_path}" if current().log_path else ""
-        say(f"[tune] {self.done}/{len(trials)} trial {trial.trial_id}: FAILED{where}")
+        say(f"[tune] {self._count(trials)} trial {trial.trial_id}: FAILED{where}")
