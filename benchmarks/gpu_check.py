@@ -7,7 +7,8 @@ loss curves against fp32's seed-to-seed noise, and the Ray-free distributed work
 — validation, KNN and every evaluation strategy), then the two GPU benchmarks (``gpu_encoders.py``: encoder
 implementations × precision against the reference step; ``gpu_packing.py``: 1, 2 and 4 pretraining processes on
 one GPU), and exits with pytest's status (``--tests-only`` skips the benchmarks). Why a script: device time
-is short and metered, so the whole check is one command with nothing to type in between. Needs only ``torch`` (CUDA build), ``numpy``, ``pyyaml`` and ``pytest``.
+is short and metered, so the whole check is one command with nothing to type in between. Needs only
+``torch`` (CUDA build), ``numpy``, ``pyyaml`` and ``pytest``.
 """
 
 from __future__ import annotations

@@ -296,7 +296,8 @@ def _new_tuner(space: SearchSpace, setup: TrialSetup, record: SearchRecord, path
 
     runs = setup.runs
     callbacks: list[Any] = [TrialRunsCallback(runs, OBJECTIVE, FINAL, REJECTED)] if runs else []
-    callbacks.append(TrialLines(space.metric, space.num_samples))  # the console's per-trial lines (ms2l_ray.studies.search.progress)
+    # the console's per-trial lines (ms2l_ray.studies.search.progress), counted out of the search's trials
+    callbacks.append(TrialLines(space.metric, space.num_samples))
     callbacks.append(search_budget.BudgetWatch(record.name))  # always there: a resume may bring a budget
     return tune.Tuner(
         _trainable(setup),
