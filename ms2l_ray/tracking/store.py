@@ -161,11 +161,22 @@ def check_reachable(tracking_uri: str, timeout_s: float = 5.0) -> None:
         raise TrackingError(f"unsupported tracking URI {shown!r}")
 
 
+def _lost_dataset_race(text: str) -> bool:
+    """Two processes logged the same dataset input at once, and this one lost the insert of its row.
+
+    MLflow's SQL store looks the dataset up and inserts it when missing, in one transaction, so two processes of
+    a search or grid that start runs on the same data at the same moment can both miss it; the second insert then
+    violates the ``datasets`` unique key. Retried, the lookup finds the row and only the run's input is added.
+    """
+    return "datasets" in text and ("unique constraint failed" in text or "duplicate key value" in text)
+
+
 def _transient(exc: BaseException) -> bool:
     text = str(exc).lower()
-    return any(s in text for s in ("database is locked", "database table is locked", "unable to open database",
-                                   "connection reset", "connection refused", "temporarily unavailable",
-                                   "max retries exceeded", "remote end closed", "disk i/o error"))
+    return _lost_dataset_race(text) or any(
+        s in text for s in ("database is locked", "database table is locked", "unable to open database",
+                            "connection reset", "connection refused", "temporarily unavailable",
+                            "max retries exceeded", "remote end closed", "disk i/o error"))
 
 
 def retrying(fn: Callable[[], T], attempts: int = 12, base_delay_s: float = 0.1) -> T:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from mlflow_helpers import client, sqlite_uri_in
@@ -75,6 +76,40 @@ def test_retrying_retries_only_transient_errors() -> None:
     assert retrying(flaky, base_delay_s=0.001) == 7 and len(calls) == 3
     with pytest.raises(KeyError):
         retrying(lambda: {}["x"], base_delay_s=0.001)
+
+
+def test_a_dataset_input_lost_to_a_concurrent_insert_is_retried_and_logged(tmp_path: Path) -> None:
+    """Two trials starting on the same data at once: the loser of MLflow's dataset insert retries (seen in the
+    suite: ``UNIQUE constraint failed: datasets.experiment_id, datasets.name, datasets.digest``)."""
+    from mlflow.exceptions import MlflowException
+
+    from ms2l_ray.config import load_config
+    from ms2l_ray.tracking.datasets import dataset_input
+
+    uri = sqlite_uri_in(tmp_path)
+    first, second = start_run(uri, "race", "a"), start_run(uri, "race", "b")
+    entry = dataset_input(load_config("smoke"))
+    first.log_dataset(entry)
+    real = second._c.log_inputs
+    lost = {"n": 0}
+
+    def lose_once(*args: Any, **kwargs: Any) -> Any:
+        if not lost["n"]:
+            lost["n"] += 1
+            raise MlflowException("(sqlite3.IntegrityError) UNIQUE constraint failed: datasets.experiment_id, "
+                                  "datasets.name, datasets.digest")
+        return real(*args, **kwargs)
+
+    second._c.log_inputs = lose_once  # type: ignore[method-assign]
+    RunLogger.log_dataset(second, entry)
+    c = client(uri)
+    for run in (first, second):
+        [inp] = c.get_run(run.run_id).inputs.dataset_inputs
+        assert (inp.dataset.name, inp.dataset.digest) == (entry.dataset.name, entry.dataset.digest)
+    assert lost["n"] == 1
+    with pytest.raises(MlflowException, match="UNIQUE constraint failed: runs"):  # another table: not retried
+        retrying(lambda: (_ for _ in ()).throw(MlflowException("UNIQUE constraint failed: runs.run_uuid")),
+                 base_delay_s=0.001)
 
 
 def _writer(uri: str, worker: int, runs: int, steps: int) -> None:
