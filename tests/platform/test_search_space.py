@@ -237,6 +237,27 @@ def test_optuna_learns_only_from_final_objectives(tmp_path: Path) -> None:
     assert trials[1].state == optuna.trial.TrialState.PRUNED and trials[1].intermediate_values == {1: 5.0}
 
 
+def test_a_trial_the_study_finished_before_the_driver_died_reports_nothing_more(tmp_path: Path) -> None:
+    """The killed-search resume seen in the suite: Optuna's database knew the trial had ended, Tune's saved state
+    did not, so the resumed trial reported its stored result again. That ended the search with a TuneError
+    (``UpdateFinishedTrialError``); now the report is dropped and the study keeps the dead driver's value."""
+    space = parse_space(copy.deepcopy(VALID), "inline.yaml")
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    first = make_search_alg(space, "s", url)  # the driver that dies
+    assert first.suggest("a") is not None
+    first.on_trial_result("a", {OBJECTIVE: 30.0, "training_iteration": 1})
+    first.on_trial_complete("a", {OBJECTIVE: 42.0, FINAL: 1.0})
+    resumed = make_search_alg(space, "s", url)  # the searcher as Tune's last save had it: trial "a" still open
+    [stored] = optuna.load_study(study_name="s", storage=url).trials
+    resumed._ot_trials["a"] = optuna.trial.Trial(resumed._ot_study, stored._trial_id)
+    # Tune's restored trial counts on from its saved iterations: a new step, which a finished trial refuses
+    resumed.on_trial_result("a", {OBJECTIVE: 42.0, FINAL: 1.0, "training_iteration": 2})  # raised before
+    resumed.on_trial_complete("a", {OBJECTIVE: 42.0, FINAL: 1.0})
+    [trial] = optuna.load_study(study_name="s", storage=url).trials
+    assert trial.state == optuna.trial.TrialState.COMPLETE and trial.value == 42.0
+    assert trial.intermediate_values == {1: 30.0}
+
+
 def test_importance_degenerate_and_normal(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'study.db'}"
     assert "no Optuna study" in (param_importance(url, "missing").reason or "")

@@ -104,6 +104,20 @@ def _grid_sampler(grid: dict[str, list[Any]], seed: int) -> Any:
 class ObjectiveOptunaSearch(OptunaSearch):  # type: ignore[misc]
     """``OptunaSearch`` that completes a trial only on its final (evaluation) objective; see the module doc."""
 
+    def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+        """Report an intermediate objective; nothing for a trial the persistent study has already finished.
+
+        Why: the study lives in a database, Tune's experiment state in a file saved every few seconds. A driver
+        that dies after telling Optuna a trial ended, but before Tune saved that, leaves the trial running in
+        Tune's state; on ``--resume`` it runs again and reports its stored result, which Optuna refuses
+        (``UpdateFinishedTrialError``) and Tune turns into a ``TuneError`` that ends the search. The study
+        already holds that trial's outcome, so the report is dropped and the trial counts as completed.
+        """
+        try:
+            super().on_trial_result(trial_id, result)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            self._completed_trials.add(trial_id)
+
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
         """Tell Optuna the trial ended: COMPLETE only with its final objective, PRUNED when it was cut earlier."""
         if result is not None and not result.get(FINAL):
