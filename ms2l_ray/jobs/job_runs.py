@@ -66,7 +66,7 @@ def begin_run(tracking_uri: str, experiment: str, cfg: Config, kind: str, name: 
 def planned_run_id(out_dir: str | Path) -> str | None:
     """The id of the run a worker started for the planned stage writing to ``out_dir``; None before it started."""
     path = Path(out_dir) / RUN_ID_FILE
-    return path.read_text().strip() or None if path.exists() else None
+    return (path.read_text().strip() or None) if path.exists() else None
 
 
 def start_planned_run(spec: JobSpec) -> str:

@@ -22,13 +22,13 @@ from ms2l_ray.jobs.records import read_record, write_record
 from ms2l_ray.jobs.spec import EpochHook, JobSpec, Resources, RunPlan
 from ms2l_ray.tracking import tags as tag
 from ms2l_ray.tracking.artifacts import log_eval_outputs, log_pretrain_outputs
-from ms2l_ray.tracking.runs import RunLogger, RunRef, tracked_run
-
-__all__ = ["CONFIG_ARTIFACT", "ChainEvaluation", "ChainOutcome", "Execution", "Tracking", "log_dataset_input",
-           "run_tags", "tracked_chain", "tracked_evaluate", "tracked_pretrain"]
+from ms2l_ray.tracking.runs import RunLogger, RunRef, client, tracked_run
 from ms2l_ray.tracking.store import redact_uri
 from ms2l_ray.train.health import assess, health_tag
 from ms2l_ray.train.precision import precision_name
+
+__all__ = ["CONFIG_ARTIFACT", "ChainEvaluation", "ChainOutcome", "Execution", "Tracking", "log_dataset_input",
+           "run_tags", "tracked_chain", "tracked_evaluate", "tracked_pretrain"]
 
 
 @dataclass
@@ -246,8 +246,6 @@ def _failed_if_started(tracking_uri: str, out_dir: Path) -> Iterator[None]:
     except BaseException:
         run_id = planned_run_id(out_dir)
         if run_id is not None:
-            from ms2l_ray.tracking.runs import client
-
             if client(tracking_uri).get_run(run_id).info.status == "RUNNING":
                 RunLogger(RunRef(tracking_uri, run_id)).end("FAILED")
         raise
