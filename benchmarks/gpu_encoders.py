@@ -37,17 +37,14 @@ from pretrain_throughput import (  # noqa: E402
     ReferenceStyleMS2L,
     bucket_summary,
     bucketed_batches,
-    ms2l_groups,
     ntu_like_batch,
+    precision_step,
     time_steps,
     train_step,
 )
 
-from ms2l_ray.config import ENCODER_IMPLS, ModelConfig, TaskConfig  # noqa: E402
-from ms2l_ray.model import build_ms2l  # noqa: E402
-from ms2l_ray.train.precision import RESOLVED_PRECISIONS, Precision  # noqa: E402
-
-CLIP = 10.0
+from ms2l_ray.config import ENCODER_IMPLS  # noqa: E402
+from ms2l_ray.train.precision import RESOLVED_PRECISIONS  # noqa: E402
 
 
 def precisions(device: torch.device) -> list[str]:
@@ -60,28 +57,13 @@ def precisions(device: torch.device) -> list[str]:
 def ms2l_step(impl: str, precision: str, args: argparse.Namespace, device: torch.device,
               batches: list[tuple[torch.Tensor, torch.Tensor]]) -> float:
     """Seconds per training step of our model with ``impl`` under ``precision``, cycling through ``batches``."""
-    torch.manual_seed(args.seed)
-    model = build_ms2l(ModelConfig(hidden_size=args.hidden, encoder_impl=impl), TaskConfig(), NUM_FEATURES)
-    model = model.to(device).train()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    prec = Precision.make(precision, device)
-    gen = torch.Generator().manual_seed(args.seed)
-    groups = ms2l_groups(model)
+    train = precision_step(impl, precision, args.hidden, device, args.seed)
     on_device = [(x.to(device), lengths.to(device)) for x, lengths in batches]
     cursor = [0]
 
-    def clip() -> None:
-        for params in groups:  # the reference clips each module separately
-            torch.nn.utils.clip_grad_norm_(params, CLIP)
-
     def step() -> None:
-        x, lengths = on_device[cursor[0] % len(on_device)]
+        train(*on_device[cursor[0] % len(on_device)])
         cursor[0] += 1
-        with prec.autocast():
-            loss = model(x, lengths, gen).loss
-        opt.zero_grad(set_to_none=True)
-        prec.backward(loss)
-        prec.step(opt, clip)
 
     for _ in range(args.warmup):
         step()

@@ -36,13 +36,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the NTU-like batches live beside us
 
-from pretrain_throughput import NUM_FEATURES, bucketed_batches, ms2l_groups, sync  # noqa: E402
+from pretrain_throughput import bucketed_batches, precision_step, sync  # noqa: E402
 
-from ms2l_ray.config import ENCODER_IMPLS, ModelConfig, TaskConfig  # noqa: E402
-from ms2l_ray.model import build_ms2l  # noqa: E402
+from ms2l_ray.config import ENCODER_IMPLS  # noqa: E402
 from ms2l_ray.train.precision import RESOLVED_PRECISIONS, Precision  # noqa: E402
-
-CLIP = 10.0
 
 
 def run_one(rank: int, args: argparse.Namespace, barrier: Any, results: Any) -> None:
@@ -50,28 +47,12 @@ def run_one(rank: int, args: argparse.Namespace, barrier: Any, results: Any) -> 
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    torch.manual_seed(args.seed + rank)
-    model = build_ms2l(ModelConfig(hidden_size=args.hidden, encoder_impl=args.impl), TaskConfig(), NUM_FEATURES)
-    model = model.to(device).train()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    prec = Precision.make(args.precision, device)
-    gen = torch.Generator().manual_seed(args.seed + rank)
-    groups = ms2l_groups(model)
+    train = precision_step(args.impl, args.precision, args.hidden, device, args.seed + rank)
     batches = [(x.to(device), n.to(device)) for x, n in
                bucketed_batches(args.batch_size, args.frames, min(args.steps, 8), args.bucket_chunk, args.seed)]
 
     def step(i: int) -> None:
-        x, lengths = batches[i % len(batches)]
-        with prec.autocast():
-            loss = model(x, lengths, gen).loss
-        opt.zero_grad(set_to_none=True)
-        prec.backward(loss)
-
-        def clip() -> None:
-            for params in groups:
-                torch.nn.utils.clip_grad_norm_(params, CLIP)
-
-        prec.step(opt, clip)
+        train(*batches[i % len(batches)])
 
     for i in range(args.warmup):
         step(i)

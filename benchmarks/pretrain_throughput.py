@@ -186,6 +186,38 @@ def ms2l_groups(model: MS2L) -> list[list[nn.Parameter]]:
     return [list(p.parameters()) for p in parts if p is not None]
 
 
+def precision_step(impl: str, precision: str, hidden: int, device: torch.device,
+                   seed: int) -> Callable[[torch.Tensor, torch.Tensor], None]:
+    """One training step of a fresh seeded ``MS2L`` with ``model.encoder_impl = impl`` under ``precision``.
+
+    The step as :mod:`ms2l_ray.train.precision` runs it: autocast forward (losses in fp32), the scaled backward
+    and unscaled per-module clipping for fp16, Adam. Shared by the GPU benchmarks (``gpu_encoders.py`` times it,
+    ``gpu_packing.py`` runs it in several processes at once).
+    """
+    from ms2l_ray.train.precision import Precision
+
+    torch.manual_seed(seed)
+    model = build_ms2l(ModelConfig(hidden_size=hidden, encoder_impl=impl), TaskConfig(), NUM_FEATURES)
+    model = model.to(device).train()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    prec = Precision.make(precision, device)
+    gen = torch.Generator().manual_seed(seed)
+    groups = ms2l_groups(model)
+
+    def clip() -> None:
+        for params in groups:  # the reference clips each module separately
+            nn.utils.clip_grad_norm_(params, CLIP)
+
+    def step(x: torch.Tensor, lengths: torch.Tensor) -> None:
+        with prec.autocast():
+            loss = model(x, lengths, gen).loss
+        opt.zero_grad(set_to_none=True)
+        prec.backward(loss)
+        prec.step(opt, clip)
+
+    return step
+
+
 def set_gru_impl(model: MS2L, impl: GRUImpl) -> None:
     """Switch how the encoder's and motion decoder's GRUs treat padding (:func:`ms2l_ray.model.run_gru`)."""
     model.encoder.impl = impl
